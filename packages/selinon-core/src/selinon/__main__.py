@@ -1,0 +1,3 @@
+from selinon.cli import main
+
+main()

@@ -1,0 +1,105 @@
+"""Result caches for ``retrieve``, configured per storage by ``cache: {name, configuration: {size}}``.
+
+Keyed by task id, like the records themselves. Thread-safe: the pool calls them from many threads.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import OrderedDict
+from typing import Any
+
+from selinon.errors import SelinonError
+
+
+class CacheMissError(SelinonError, KeyError):
+    """The item is not in the cache."""
+
+
+class Cache:
+    """Base class of caches; a custom cache subclasses it and is named with ``cache: {import: ...}``."""
+
+    def add(self, item_id: str, item: Any, task_name: str | None = None, flow_name: str | None = None) -> None:
+        raise NotImplementedError
+
+    def get(self, item_id: str, task_name: str | None = None, flow_name: str | None = None) -> Any:
+        raise NotImplementedError
+
+    def remove(self, item_id: str) -> None:
+        raise NotImplementedError
+
+
+class _Bounded(Cache):
+    """Keeps at most ``size`` items in insertion or use order; subclasses choose which one to evict."""
+
+    touch_on_get = False  # move an item to the end when read (LRU, MRU)
+    evict_last = False  # evict from the end instead of the front (LIFO, MRU)
+
+    def __init__(self, size: int) -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            raise ValueError(f"cache size must be a positive integer, got {size!r}")
+        self.size = size
+        self._items: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def add(self, item_id: str, item: Any, task_name: str | None = None, flow_name: str | None = None) -> None:
+        with self._lock:
+            if item_id in self._items:
+                self._items.move_to_end(item_id)
+            elif len(self._items) >= self.size:
+                self._evict()
+            self._items[item_id] = item
+
+    def get(self, item_id: str, task_name: str | None = None, flow_name: str | None = None) -> Any:
+        with self._lock:
+            try:
+                item = self._items[item_id]
+            except KeyError:
+                raise CacheMissError(item_id) from None
+            if self.touch_on_get:
+                self._items.move_to_end(item_id)
+            return item
+
+    def remove(self, item_id: str) -> None:
+        with self._lock:
+            self._items.pop(item_id, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _evict(self) -> None:
+        self._items.popitem(last=self.evict_last)
+
+
+class LRU(_Bounded):
+    """Evicts the least recently used item."""
+
+    touch_on_get = True
+
+
+class MRU(_Bounded):
+    """Evicts the most recently used item."""
+
+    touch_on_get = True
+    evict_last = True
+
+
+class FIFO(_Bounded):
+    """Evicts the oldest stored item."""
+
+
+class LIFO(_Bounded):
+    """Evicts the newest stored item."""
+
+    evict_last = True
+
+
+class RR(_Bounded):
+    """Evicts a random item."""
+
+    def _evict(self) -> None:
+        del self._items[random.choice(list(self._items))]
+
+
+BUILTIN = {cls.__name__: cls for cls in (LRU, MRU, FIFO, LIFO, RR)}

@@ -1,0 +1,292 @@
+"""The ``selinon`` command line. Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+import time
+import uuid
+import warnings
+from typing import Any
+
+import click
+
+from selinon import registry
+from selinon.errors import ConfigurationError, SelinonError
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=False)]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip())
+
+
+def _versions() -> dict[str, str]:
+    found = {registry.CORE_DISTRIBUTION: registry.core_version()}
+    for entry in registry.entries():
+        if entry.distribution and entry.version:
+            found.setdefault(entry.distribution, entry.version)
+    return found
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        for distribution, version in _versions().items():
+            click.echo(f"{distribution} {version}")
+        ctx.exit()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_print_version,
+    help="Show the core's version and every installed adapter's, then exit.",
+)
+def cli() -> None:
+    """Selinon: storages, their plugins and their configuration."""
+
+
+@cli.command("version")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def version(as_json: bool) -> None:
+    """Show the core's version and every installed adapter's."""
+    versions = _versions()
+    if as_json:
+        _echo_json(versions)
+    else:
+        for distribution, number in versions.items():
+            click.echo(f"{distribution} {number}")
+
+
+# -- plugins -------------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def plugins() -> None:
+    """Installed storage adapters and hook plugins."""
+
+
+def _entry_json(entry: registry.StorageEntry, status: str, reason: str | None = None) -> dict[str, Any]:
+    return {
+        "classname": entry.classname,
+        "distribution": entry.distribution,
+        "version": entry.version,
+        "target": entry.value,
+        "source": entry.source,
+        "requires_core": entry.requires_core,
+        "status": status,
+        "reason": reason,
+    }
+
+
+def _broken_hook_plugins() -> list[dict[str, Any]]:
+    from selinon.plugins import broken_plugins
+
+    return [
+        {
+            "classname": None,
+            "distribution": None,
+            "version": None,
+            "target": name,
+            "source": "hook plugin",
+            "requires_core": None,
+            "status": "broken",
+            "reason": reason,
+        }
+        for name, reason in broken_plugins.items()
+    ]
+
+
+def _report(records: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        _echo_json(records)
+        return
+    rows = [
+        [
+            r["classname"] or "-",
+            r["distribution"] or "-",
+            r["version"] or "-",
+            r["target"],
+            r["status"] + (f": {r['reason']}" if r["reason"] else ""),
+        ]
+        for r in records
+    ]
+    _table(["CLASSNAME", "DISTRIBUTION", "VERSION", "TARGET", "STATUS"], rows)
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_list(as_json: bool) -> None:
+    """List every storage classname on offer, without importing any adapter."""
+    records = []
+    for entry in registry.entries():
+        reason = entry.incompatibility
+        records.append(_entry_json(entry, "incompatible" if reason else "installed", reason))
+    _report(records + _broken_hook_plugins(), as_json)
+
+
+@plugins.command("check")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_check(as_json: bool) -> None:
+    """Import every adapter and report it as ok or broken; exit 1 if any is broken."""
+    records = []
+    for entry in registry.entries():
+        try:
+            entry.load()
+        except SelinonError as exc:
+            records.append(_entry_json(entry, "broken", str(exc)))
+        else:
+            records.append(_entry_json(entry, "ok"))
+    records += _broken_hook_plugins()
+    _report(records, as_json)
+    if any(r["status"] != "ok" for r in records):
+        sys.exit(EXIT_FAILED)
+
+
+@plugins.command("show")
+@click.argument("classname")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def plugins_show(classname: str, as_json: bool) -> None:
+    """Show one adapter: where it comes from and its configuration options with defaults."""
+    from selinon.secrets import is_secret_option
+
+    entry = registry.find(classname)
+    cls = entry.load()
+    options = []
+    for parameter in inspect.signature(cls).parameters.values():
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        required = parameter.default is parameter.empty
+        options.append(
+            {
+                "name": parameter.name,
+                "required": required,
+                "default": None if required else parameter.default,
+                "secret": is_secret_option(parameter.name, cls.secret_options),
+            }
+        )
+    summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
+    details = {**_entry_json(entry, "ok"), "summary": summary, "thread_safe": cls.thread_safe, "options": options}
+    if as_json:
+        _echo_json(details)
+        return
+    for key in ("classname", "summary", "distribution", "version", "target", "requires_core", "thread_safe"):
+        click.echo(f"{key + ':':15}{details[key] if details[key] is not None else '-'}")
+    click.echo("options:")
+    if not options:
+        click.echo("  (none)")
+    for option in options:
+        default = "required" if option["required"] else f"default {option['default']!r}"
+        click.echo(f"  {option['name']}: {default}" + (" (secret)" if option["secret"] else ""))
+
+
+# -- storages ------------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def storages() -> None:
+    """Configured storages."""
+
+
+@storages.command("check")
+@click.option(
+    "-c",
+    "--config",
+    "files",
+    multiple=True,
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="A nodes.yaml; repeat for several files.",
+)
+@click.option("--storage", "names", multiple=True, help="Check only this storage; repeatable.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def storages_check(files: tuple[str, ...], names: tuple[str, ...], as_json: bool) -> None:
+    """Connect to every configured storage and round-trip a probe record; exit 1 if any fails."""
+    from selinon import config as config_module
+    from selinon.pool import instantiate
+
+    configuration = config_module.load(files)
+    for name in names:
+        if name not in configuration.storages:
+            known = ", ".join(configuration.storages) or "none"
+            raise ConfigurationError(f"{', '.join(files)}: no storage named {name!r}; configured: {known}")
+    chosen = [configuration.storages[n] for n in names] if names else list(configuration.storages.values())
+    adapters = [(storage, *instantiate(storage)) for storage in chosen]  # configuration errors first, exit 2
+    results = [_probe(storage, adapter, known_secrets) for storage, adapter, known_secrets in adapters]
+    if as_json:
+        _echo_json(results)
+    else:
+        _table(
+            ["STORAGE", "CLASSNAME", "STATUS", "MS", "DETAIL"],
+            [[r["storage"], r["classname"], r["status"], f"{r['ms']:.1f}", r["detail"] or ""] for r in results],
+        )
+    if any(r["status"] != "ok" for r in results):
+        sys.exit(EXIT_FAILED)
+
+
+def _probe(storage: Any, adapter: Any, known_secrets: set[str]) -> dict[str, Any]:
+    from selinon.secrets import scrub
+
+    task_id = f"selinon-check-{uuid.uuid4()}"
+    probe = {"probe": task_id, "text": "Selinon ✓", "numbers": [1, 2.5, None]}
+    step = "connect"
+    start = time.perf_counter()
+    try:
+        adapter.connect()
+        step = "store"
+        adapter.store({"check": True}, "selinonCheck", "selinonCheck", task_id, probe)
+        step = "retrieve"
+        if adapter.retrieve("selinonCheck", "selinonCheck", task_id) != probe:
+            raise SelinonError("the probe record read back differs from the one stored")
+        step = "delete"
+        try:
+            adapter.delete("selinonCheck", "selinonCheck", task_id)
+        except NotImplementedError:
+            pass
+        status, detail = "ok", None
+    except Exception as exc:
+        status, detail = "failed", scrub(f"{step}: {type(exc).__name__}: {exc}", known_secrets)
+    finally:
+        try:
+            adapter.disconnect()
+        except Exception:
+            pass
+    ms = (time.perf_counter() - start) * 1000
+    return {"storage": storage.name, "classname": storage.classname, "status": status, "ms": ms, "detail": detail}
+
+
+# -- entry point ---------------------------------------------------------------------------------------------
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *_args: Any, **_kwargs: Any) -> None:
+    click.echo(f"selinon: warning: {message}", err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the command line; errors end as one line on standard error, never a traceback."""
+    warnings.showwarning = _show_warning
+    try:
+        cli.main(args=argv, prog_name="selinon", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("selinon: aborted", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        hint = f"; see '{exc.ctx.command_path} --help'" if exc.ctx else ""
+        click.echo(f"selinon: error: {exc.format_message().rstrip('.')}{hint}", err=True)
+        sys.exit(EXIT_USAGE)
+    except SelinonError as exc:
+        click.echo(f"selinon: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)

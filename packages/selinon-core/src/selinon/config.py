@@ -1,0 +1,319 @@
+"""Loading and validating ``nodes.yaml``: the ``storages:`` and ``tasks:`` sections, in Selinon's schema.
+
+Every error is one line that names the file, the entry, the key and the fix. Environment references
+(``{NAME}``, with ``{{``/``}}`` for literal braces) are expanded here, once, for every adapter alike.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from selinon import secrets
+from selinon.errors import ConfigurationError
+
+TOP_LEVEL_KEYS = ("storages", "tasks", "flows", "flow-definitions", "global")
+STORAGE_KEYS = ("name", "classname", "import", "configuration", "cache")
+CACHE_KEYS = ("name", "import", "configuration")
+#: Storage keys are checked here; the rest of Selinon's task keys are kept for the task runtime.
+TASK_KEYS = (
+    "name",
+    "import",
+    "classname",
+    "storage",
+    "storage_read_only",
+    "storage_task_name",
+    "max_retry",
+    "retry_countdown",
+    "queue",
+    "output_schema",
+    "throttling",
+    "selective_run_function",
+)
+
+_REFERENCE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class CacheConfig:
+    name: str
+    import_path: str | None = None
+    configuration: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """One ``storages:`` entry, validated and with environment references expanded."""
+
+    name: str
+    classname: str
+    import_path: str | None = None
+    configuration: dict[str, Any] | list[Any] = field(default_factory=dict)
+    cache: CacheConfig | None = None
+    source: str = "<configuration>"
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}: storage {self.name!r}"
+
+    def __repr__(self) -> str:
+        shown = secrets.mask_configuration(self.configuration)
+        return f"StorageConfig(name={self.name!r}, classname={self.classname!r}, configuration={shown!r})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """One ``tasks:`` entry; keys other than the storage ones are kept in ``options`` for the task runtime."""
+
+    name: str
+    storage: str | None = None
+    storage_read_only: bool = False
+    storage_task_name: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    source: str = "<configuration>"
+
+
+@dataclass
+class Configuration:
+    storages: dict[str, StorageConfig] = field(default_factory=dict)
+    tasks: dict[str, TaskConfig] = field(default_factory=dict)
+    #: Sections this module does not interpret (flows, flow-definitions, global), by file, as loaded.
+    other: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def load(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], environ: Mapping[str, str] | None = None
+) -> Configuration:
+    """Load and validate one or more YAML files into one :class:`Configuration`."""
+    if isinstance(paths, str | os.PathLike):
+        paths = [paths]
+    documents = []
+    for path in paths:
+        source = str(path)
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"{source}: cannot read the file: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ConfigurationError(f"{source}: not UTF-8 text; save the file as UTF-8") from None
+        documents.append((source, _parse_yaml(text, source)))
+    return from_documents(documents, environ)
+
+
+def from_documents(documents: Iterable[tuple[str, Any]], environ: Mapping[str, str] | None = None) -> Configuration:
+    """Validate already parsed documents, each given with the name to use in errors."""
+    env = os.environ if environ is None else environ
+    config = Configuration()
+    for source, document in documents:
+        if document is None:
+            continue
+        if not isinstance(document, dict):
+            raise ConfigurationError(
+                f"{source}: the top level must be a mapping with keys such as `storages:` and `tasks:`"
+            )
+        for key in document:
+            if key not in TOP_LEVEL_KEYS:
+                raise ConfigurationError(f"{source}: unknown top-level key {key!r}; {_suggest(key, TOP_LEVEL_KEYS)}")
+        for index, entry in enumerate(_list(document, "storages", source)):
+            storage = _storage(entry, index, source, env)
+            if storage.name in config.storages:
+                first = config.storages[storage.name].source
+                raise ConfigurationError(
+                    f"{source}: storage {storage.name!r} is defined twice (also in {first}); "
+                    "give each storage a unique name"
+                )
+            config.storages[storage.name] = storage
+        for index, entry in enumerate(_list(document, "tasks", source)):
+            task = _task(entry, index, source, env)
+            if task.name in config.tasks:
+                first = config.tasks[task.name].source
+                raise ConfigurationError(f"{source}: task {task.name!r} is defined twice (also in {first}); keep one")
+            config.tasks[task.name] = task
+        for key in ("flows", "flow-definitions", "global"):
+            if key in document:
+                config.other.setdefault(key, []).append(document[key])
+    for task in config.tasks.values():
+        if task.storage is not None and task.storage not in config.storages:
+            raise ConfigurationError(
+                f"{task.source}: task {task.name!r}: storage {task.storage!r} is not defined; "
+                f"{_suggest(task.storage, list(config.storages), 'add it under `storages:`')}"
+            )
+    return config
+
+
+def expand(value: Any, env: Mapping[str, str], where: str) -> Any:
+    """Expand ``{NAME}`` environment references in every string of ``value``."""
+    if isinstance(value, str):
+        return _REFERENCE.sub(lambda match: _replacement(match, env, where), value)
+    if isinstance(value, dict):
+        return {k: expand(v, env, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand(v, env, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _replacement(match: re.Match[str], env: Mapping[str, str], where: str) -> str:
+    token = match.group(0)
+    if token in ("{{", "}}"):
+        return token[0]
+    name = match.group(1)
+    if name is None or not _NAME.match(name):
+        raise ConfigurationError(
+            f"{where}: {token!r} is not an environment reference such as {{DEPLOYMENT_PREFIX}}; "
+            "write {{ and }} for literal braces"
+        )
+    if name not in env:
+        raise ConfigurationError(f"{where}: environment variable {name} is not set; set it or change the option")
+    return env[name]
+
+
+def _parse_yaml(text: str, source: str) -> Any:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        position = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        raise ConfigurationError(
+            f"{source}{position}: YAML syntax error: {exc.problem or exc.context}; fix the syntax there"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"{source}: YAML error: {exc}") from None
+
+
+def _list(document: dict[str, Any], key: str, source: str) -> list[Any]:
+    value = document.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ConfigurationError(f"{source}: `{key}:` must be a list of entries, each starting with `- name:`")
+    return value
+
+
+def _storage(entry: Any, index: int, source: str, env: Mapping[str, str]) -> StorageConfig:
+    where = f"{source}: storages[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where}: must be a mapping with at least `name:`")
+    name = _required(entry, "name", where)
+    where = f"{source}: storage {name!r}"
+    for key in entry:
+        if key not in STORAGE_KEYS:
+            close = difflib.get_close_matches(str(key), STORAGE_KEYS, n=1, cutoff=0.75)
+            hint = (
+                f"did you mean {close[0]!r}?"
+                if close
+                else f"adapter options go under `configuration:`; indent {key!r} beneath it"
+            )
+            raise ConfigurationError(f"{where}: unknown key {key!r}; {hint}")
+    configuration = entry.get("configuration")
+    if configuration is None:
+        configuration = {}
+    if not isinstance(configuration, dict | list):
+        raise ConfigurationError(
+            f"{where}: `configuration:` must be a mapping of adapter options (or a list of arguments), "
+            f"not {_type_name(configuration)}"
+        )
+    return StorageConfig(
+        name=name,
+        classname=_string(entry, "classname", where) or name,
+        import_path=_string(entry, "import", where),
+        configuration=expand(configuration, env, f"{where}: configuration"),
+        cache=_cache(entry.get("cache"), where, env),
+        source=source,
+    )
+
+
+def _cache(entry: Any, where: str, env: Mapping[str, str]) -> CacheConfig | None:
+    if entry is None:
+        return None
+    where = f"{where}: cache"
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where}: must be a mapping such as {{name: LRU, configuration: {{size: 100}}}}")
+    for key in entry:
+        if key not in CACHE_KEYS:
+            raise ConfigurationError(f"{where}: unknown key {key!r}; {_suggest(str(key), CACHE_KEYS)}")
+    name = _required(entry, "name", where)
+    import_path = _string(entry, "import", where)
+    configuration = entry.get("configuration") or {}
+    if not isinstance(configuration, dict):
+        raise ConfigurationError(f"{where}: `configuration:` must be a mapping such as {{size: 100}}")
+    if import_path is None:
+        from selinon.caches import BUILTIN
+
+        if name not in BUILTIN:
+            raise ConfigurationError(
+                f"{where}: unknown cache {name!r}; {_suggest(name, list(BUILTIN), 'or name its module with `import:`')}"
+            )
+    return CacheConfig(
+        name=name, import_path=import_path, configuration=expand(configuration, env, f"{where}: configuration")
+    )
+
+
+def _task(entry: Any, index: int, source: str, env: Mapping[str, str]) -> TaskConfig:
+    where = f"{source}: tasks[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where}: must be a mapping with at least `name:`")
+    name = _required(entry, "name", where)
+    where = f"{source}: task {name!r}"
+    for key in entry:
+        if key not in TASK_KEYS:
+            raise ConfigurationError(f"{where}: unknown key {key!r}; {_suggest(str(key), TASK_KEYS)}")
+    read_only = entry.get("storage_read_only", False)
+    if not isinstance(read_only, bool):
+        raise ConfigurationError(f"{where}: `storage_read_only:` must be true or false, not {_type_name(read_only)}")
+    options = {k: v for k, v in entry.items() if k not in ("name", "storage", "storage_read_only", "storage_task_name")}
+    if "queue" in options:
+        options["queue"] = expand(_string(entry, "queue", where), env, f"{where}: queue")
+    return TaskConfig(
+        name=name,
+        storage=_string(entry, "storage", where),
+        storage_read_only=read_only,
+        storage_task_name=_string(entry, "storage_task_name", where),
+        options=options,
+        source=source,
+    )
+
+
+def _required(entry: dict[str, Any], key: str, where: str) -> str:
+    value = _string(entry, key, where)
+    if value is None:
+        raise ConfigurationError(f"{where}: `{key}:` is missing; add it")
+    return value
+
+
+def _string(entry: dict[str, Any], key: str, where: str) -> str | None:
+    value = entry.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"{where}: `{key}:` must be a non-empty string, not {_type_name(value)}; quote it")
+    return value
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "a mapping",
+        list: "a list",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "an empty string",
+    }.get(type(value), type(value).__name__)
+
+
+def _suggest(key: str, known: Iterable[str], otherwise: str | None = None) -> str:
+    known = list(known)
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return otherwise or f"expected one of: {', '.join(known)}"

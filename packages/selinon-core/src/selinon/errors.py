@@ -1,0 +1,34 @@
+"""Exceptions raised by Selinon's storage layer.
+
+Every message is meant to be shown to a user as it is: it names what went wrong, where, and how to fix it,
+and it never carries a secret.
+"""
+
+from __future__ import annotations
+
+
+class SelinonError(Exception):
+    """Base class of every error Selinon raises on purpose."""
+
+
+class ConfigurationError(SelinonError):
+    """A configuration file, entry or option is wrong; the message names the file, the entry and the fix."""
+
+
+class StorageError(SelinonError):
+    """A storage could not do what was asked (server unreachable, deadline passed, result not storable)."""
+
+
+class PluginError(SelinonError):
+    """A storage plugin cannot be used: not installed, broken, ambiguous, or incompatible with this core."""
+
+
+class SelinonMissingDataException(SelinonError, KeyError):
+    """No record is stored for the requested task id.
+
+    It is a ``KeyError`` too, so that code written as ``except KeyError`` around a retrieve keeps working.
+    """
+
+    def __str__(self) -> str:
+        # KeyError quotes its argument; a readable message is more useful here.
+        return str(self.args[0]) if self.args else "no record stored"

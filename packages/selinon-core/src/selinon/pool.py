@@ -1,0 +1,324 @@
+"""The process-wide storage pool: one adapter instance per configured storage, connected on first use.
+
+Configure it once per process, ``StoragePool.configure("nodes.yaml")`` (or set ``SELINON_CONFIG`` to the file
+list and let the first call load it), then use it as a class: ``StoragePool.get_connected_storage("Name")``.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import inspect
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from typing import Any, ClassVar, TypeVar
+
+from selinon import config as config_module
+from selinon import registry, secrets
+from selinon.caches import BUILTIN as BUILTIN_CACHES
+from selinon.caches import Cache, CacheMissError
+from selinon.config import Configuration, StorageConfig, TaskConfig
+from selinon.errors import ConfigurationError, PluginError, SelinonError, StorageError
+from selinon.plugins import load_plugins
+from selinon.storage import DataStorage, ExcInfo
+
+T = TypeVar("T")
+CONFIG_ENV = "SELINON_CONFIG"
+
+
+def resolve_class(storage: StorageConfig) -> type[DataStorage]:
+    try:
+        return registry.resolve(storage.classname, storage.import_path)
+    except PluginError as exc:
+        raise ConfigurationError(f"{storage.where}: {exc}") from None
+
+
+def instantiate(storage: StorageConfig) -> tuple[DataStorage, set[str]]:
+    """A new, unconnected adapter for a storage entry, and the secrets its configuration holds."""
+    cls = resolve_class(storage)
+    configuration = copy.deepcopy(storage.configuration)
+    if isinstance(configuration, dict):
+        load_plugins().hook.storage_configuration(
+            storage_name=storage.name, classname=storage.classname, configuration=configuration
+        )
+    known_secrets = secrets.secrets_in(configuration, cls.secret_options)
+    args, kwargs = (configuration, {}) if isinstance(configuration, list) else ([], configuration)
+    try:
+        inspect.signature(cls).bind(*args, **kwargs)
+    except TypeError as exc:
+        options = ", ".join(p for p in inspect.signature(cls).parameters if p not in ("args", "kwargs"))
+        raise ConfigurationError(
+            f"{storage.where}: `configuration:` does not fit {cls.__name__}: {exc}; "
+            f"its options are: {options or 'none'}"
+        ) from None
+    try:
+        return cls(*args, **kwargs), known_secrets
+    except Exception as exc:
+        message = secrets.scrub(str(exc), known_secrets)
+        raise ConfigurationError(f"{storage.where}: {cls.__name__} rejected its configuration: {message}") from None
+
+
+def _cache(storage: StorageConfig) -> Cache | None:
+    if storage.cache is None:
+        return None
+    where = f"{storage.where}: cache"
+    try:
+        if storage.cache.import_path:
+            cls = getattr(importlib.import_module(storage.cache.import_path), storage.cache.name)
+        else:
+            cls = BUILTIN_CACHES[storage.cache.name]
+        return cls(**storage.cache.configuration)  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise ConfigurationError(f"{where}: cannot create cache {storage.cache.name!r}: {exc}") from None
+
+
+class _Slot:
+    """What the pool keeps per storage: the adapter, its lock if it needs one, its cache and its secrets."""
+
+    def __init__(self, storage: StorageConfig) -> None:
+        self.config = storage
+        self.adapter, self.secrets = instantiate(storage)
+        self.cache = _cache(storage)
+        self.lock = nullcontext() if type(self.adapter).thread_safe else threading.RLock()
+        self.connect_lock = threading.Lock()
+
+
+class StoragePool:
+    """Process-wide registry of connected storage adapters; used as a class, never instantiated."""
+
+    _config: ClassVar[Configuration | None] = None
+    _slots: ClassVar[dict[str, _Slot]] = {}
+    _lock: ClassVar[threading.RLock] = threading.RLock()
+    _abandoned: ClassVar[list[_Slot]] = []
+
+    # -- configuration ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def configure(
+        cls, configuration: Configuration | str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
+    ) -> Configuration:
+        """Use this configuration (or load these YAML files) from now on; earlier adapters are disconnected."""
+        if not isinstance(configuration, Configuration):
+            configuration = config_module.load(configuration)
+        with cls._lock:
+            cls.disconnect_all()
+            cls._config = configuration
+        return configuration
+
+    @classmethod
+    def get_configuration(cls) -> Configuration:
+        if cls._config is None:
+            with cls._lock:
+                if cls._config is None:
+                    files = os.environ.get(CONFIG_ENV)
+                    if not files:
+                        raise ConfigurationError(
+                            "the storage pool is not configured; call StoragePool.configure('nodes.yaml') "
+                            f"or set {CONFIG_ENV} to the configuration files (separated by {os.pathsep!r})"
+                        )
+                    cls._config = config_module.load(files.split(os.pathsep))
+        return cls._config
+
+    @classmethod
+    def get_storage_config(cls, storage_name: str) -> StorageConfig:
+        try:
+            return cls.get_configuration().storages[storage_name]
+        except KeyError:
+            known = ", ".join(cls.get_configuration().storages) or "none"
+            raise ConfigurationError(
+                f"storage {storage_name!r} is not configured; configured storages: {known}"
+            ) from None
+
+    @classmethod
+    def _task(cls, task_name: str) -> TaskConfig:
+        try:
+            return cls.get_configuration().tasks[task_name]
+        except KeyError:
+            raise ConfigurationError(f"task {task_name!r} is not configured; add it under `tasks:`") from None
+
+    @classmethod
+    def get_storage_name_by_task_name(cls, task_name: str) -> str | None:
+        return cls._task(task_name).storage
+
+    # -- adapters --------------------------------------------------------------------------------------------
+
+    @classmethod
+    def _slot(cls, storage_name: str) -> _Slot:
+        slot = cls._slots.get(storage_name)
+        if slot is None:
+            with cls._lock:
+                slot = cls._slots.get(storage_name)
+                if slot is None:
+                    slot = cls._slots[storage_name] = _Slot(cls.get_storage_config(storage_name))
+        return slot
+
+    @classmethod
+    def get_storage(cls, storage_name: str) -> DataStorage:
+        """The adapter instance, connected or not."""
+        return cls._slot(storage_name).adapter
+
+    @classmethod
+    def get_connected_storage(cls, storage_name: str) -> DataStorage:
+        """The process's one adapter for this storage, connected."""
+        slot = cls._slot(storage_name)
+        if not slot.adapter.is_connected():
+            with slot.connect_lock:
+                if not slot.adapter.is_connected():
+                    cls._observe(slot, "connect", None, None, None, slot.adapter.connect)
+        return slot.adapter
+
+    @classmethod
+    def get_storage_by_task_name(cls, task_name: str) -> DataStorage:
+        return cls.get_connected_storage(cls._storage_name(cls._task(task_name)))
+
+    @classmethod
+    def disconnect_all(cls) -> None:
+        with cls._lock:
+            slots, cls._slots = cls._slots, {}
+        for slot in slots.values():
+            try:
+                slot.adapter.disconnect()
+            except Exception:
+                pass
+
+    # -- results by task name --------------------------------------------------------------------------------
+
+    @classmethod
+    def retrieve(cls, flow_name: str, task_name: str, task_id: str) -> Any:
+        """The result ``task_name`` stored under ``task_id``, from its storage (or that storage's cache)."""
+        task = cls._task(task_name)
+        slot = cls._connected_slot(cls._storage_name(task))
+        if slot.cache is not None:
+            try:
+                return slot.cache.get(task_id, task_name, flow_name)
+            except CacheMissError:
+                pass
+        name = task.storage_task_name or task_name
+        result = cls._observe(
+            slot, "retrieve", flow_name, name, task_id, slot.adapter.retrieve, flow_name, name, task_id
+        )
+        if slot.cache is not None:
+            slot.cache.add(task_id, result, task_name, flow_name)
+        return result
+
+    @classmethod
+    def set(cls, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> Any:
+        """Store a task's result in its storage; returns the adapter's record id."""
+        task = cls._task(task_name)
+        if task.storage_read_only:
+            raise StorageError(
+                f"task {task_name!r} has a read-only storage ({task.storage!r}); its results are not stored"
+            )
+        slot = cls._connected_slot(cls._storage_name(task))
+        name = task.storage_task_name or task_name
+        if slot.cache is not None:
+            slot.cache.remove(task_id)
+        record_id = cls._observe(
+            slot, "store", flow_name, name, task_id, slot.adapter.store, node_args, flow_name, name, task_id, result
+        )
+        return record_id
+
+    @classmethod
+    def set_error(cls, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> Any:
+        """Record a task's failure in its storage."""
+        task = cls._task(task_name)
+        slot = cls._connected_slot(cls._storage_name(task))
+        name = task.storage_task_name or task_name
+        if slot.cache is not None:
+            slot.cache.remove(task_id)
+        return cls._observe(
+            slot,
+            "store_error",
+            flow_name,
+            name,
+            task_id,
+            slot.adapter.store_error,
+            node_args,
+            flow_name,
+            name,
+            task_id,
+            exc_info,
+        )
+
+    @classmethod
+    def delete(cls, flow_name: str, task_name: str, task_id: str) -> None:
+        task = cls._task(task_name)
+        slot = cls._connected_slot(cls._storage_name(task))
+        name = task.storage_task_name or task_name
+        if slot.cache is not None:
+            slot.cache.remove(task_id)
+        cls._observe(slot, "delete", flow_name, name, task_id, slot.adapter.delete, flow_name, name, task_id)
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _storage_name(task: TaskConfig) -> str:
+        if task.storage is None:
+            raise ConfigurationError(f"{task.source}: task {task.name!r} has no storage; add `storage:` to it")
+        return task.storage
+
+    @classmethod
+    def _connected_slot(cls, storage_name: str) -> _Slot:
+        cls.get_connected_storage(storage_name)
+        return cls._slot(storage_name)
+
+    @classmethod
+    def _observe(
+        cls,
+        slot: _Slot,
+        event: str,
+        flow_name: str | None,
+        task_name: str | None,
+        task_id: str | None,
+        call: Callable[..., T],
+        *args: Any,
+    ) -> T:
+        """Run one adapter call: serialised if the adapter needs it, observed by hooks, errors made safe."""
+        start = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            with slot.lock:
+                return call(*args)
+        except SelinonError as exc:
+            error = exc
+            raise
+        except Exception as exc:
+            error = exc
+            raise _storage_error(slot, event, exc) from (None if _leaks(slot, exc) else exc)
+        finally:
+            hook = load_plugins().hook.storage_event
+            if hook.get_hookimpls():
+                hook(
+                    event=event,
+                    storage_name=slot.config.name,
+                    flow_name=flow_name,
+                    task_name=task_name,
+                    task_id=task_id,
+                    duration=time.perf_counter() - start,
+                    error=error,
+                )
+
+    @classmethod
+    def _after_fork(cls) -> None:
+        # The child must not talk over the parent's sockets, and must not close them either (that would end the
+        # parent's sessions): keep the old adapters referenced, unused, and build new ones on demand.
+        cls._abandoned.extend(cls._slots.values())
+        cls._slots = {}
+        cls._lock = threading.RLock()
+
+
+def _leaks(slot: _Slot, exc: BaseException) -> bool:
+    return secrets.scrub(str(exc), slot.secrets) != str(exc)
+
+
+def _storage_error(slot: _Slot, event: str, exc: BaseException) -> StorageError:
+    message = secrets.scrub(f"{type(exc).__name__}: {exc}", slot.secrets)
+    verb = "connect" if event == "connect" else f"{event}"
+    return StorageError(f"storage {slot.config.name!r} ({slot.config.classname}): {verb} failed: {message}")
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=StoragePool._after_fork)

@@ -1,0 +1,206 @@
+"""Which storage classes exist, where they come from, and turning a YAML classname into a class.
+
+Listing reads entry-point metadata only: an adapter module is imported when a configuration uses it or when a
+command checks it (importing a driver costs 150-250 ms on every worker start).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import importlib_metadata
+
+from selinon.errors import PluginError
+from selinon.plugins import load_plugins
+from selinon.storage import DataStorage
+
+GROUP = "selinon.storages"
+CORE_DISTRIBUTION = "selinon-core"
+
+#: Classnames of first-party adapters, with the distribution that provides each.
+FIRST_PARTY = {
+    "PostgreSQL": "selinon-storage-postgresql",
+    "SqlStorage": "selinon-storage-postgresql",
+    "Redis": "selinon-storage-redis",
+    "MongoDB": "selinon-storage-mongodb",
+    "S3Storage": "selinon-storage-s3",
+    "S3": "selinon-storage-s3",
+}
+
+
+class LegacyImportWarning(UserWarning):
+    """A Selinon 1.x ``import: 'selinon.storages.x'`` line that is no longer needed."""
+
+
+@dataclass
+class StorageEntry:
+    """One storage class offered by an installed distribution or a hook plugin."""
+
+    classname: str
+    value: str  # "module:Class"
+    distribution: str | None = None
+    version: str | None = None
+    source: str = "entry point"
+    requires_core: str | None = None
+    _class: type[DataStorage] | None = field(default=None, repr=False)
+
+    @property
+    def incompatibility(self) -> str | None:
+        """Why this entry cannot run with the installed core, or None."""
+        if not self.requires_core:
+            return None
+        from packaging.specifiers import SpecifierSet  # only needed when a range is declared
+
+        core = core_version()
+        if SpecifierSet(self.requires_core).contains(core, prereleases=True):
+            return None
+        return (
+            f"{self.distribution} {self.version} requires selinon-core{self.requires_core}, "
+            f"but selinon-core {core} is installed; upgrade {self.distribution} or install a matching core"
+        )
+
+    def load(self) -> type[DataStorage]:
+        """Import and check the class; PluginError says why it cannot be used."""
+        if self._class is not None:
+            return self._class
+        origin = f"{self.classname} ({self.value}" + (f", from {self.distribution})" if self.distribution else ")")
+        reason = self.incompatibility
+        if reason:
+            raise PluginError(f"storage {origin} is incompatible: {reason}")
+        module_name, _, attr = self.value.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except Exception as exc:
+            raise PluginError(f"storage {origin} is broken: {type(exc).__name__}: {exc}") from exc
+        if not (isinstance(obj, type) and issubclass(obj, DataStorage)):
+            raise PluginError(f"storage {origin} is broken: {self.value} is not a selinon.DataStorage subclass")
+        self._class = obj
+        return obj
+
+
+def core_version() -> str:
+    from selinon import __version__
+
+    return __version__
+
+
+def _requires_core(dist: Any) -> str | None:
+    """The ``selinon-core`` version range a distribution declares, if any."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    for line in dist.requires or ():
+        requirement = Requirement(line)
+        if canonicalize_name(requirement.name) == CORE_DISTRIBUTION and (
+            requirement.marker is None or requirement.marker.evaluate({"extra": ""})
+        ):
+            return str(requirement.specifier) or None
+    return None
+
+
+def entries() -> list[StorageEntry]:
+    """Every storage class on offer: entry points first, then classes registered through the hook."""
+    found: list[StorageEntry] = []
+    for ep in importlib_metadata.entry_points(group=GROUP):
+        dist = ep.dist
+        found.append(
+            StorageEntry(
+                classname=ep.name,
+                value=ep.value,
+                distribution=dist.name if dist else None,
+                version=dist.version if dist else None,
+                requires_core=_requires_core(dist) if dist and dist.name != CORE_DISTRIBUTION else None,
+            )
+        )
+
+    def register(cls: type[DataStorage] | str, name: str | None = None) -> None:
+        if isinstance(cls, str):
+            value, cls_obj = cls, None
+            name = name or cls.rpartition(":")[2].rpartition(".")[2]
+        else:
+            value, cls_obj = f"{cls.__module__}:{cls.__qualname__}", cls
+            name = name or cls.__name__
+        found.append(StorageEntry(classname=name, value=value, source="hook", _class=cls_obj))
+
+    pm = load_plugins()
+    for impl in pm.hook.register_storages.get_hookimpls():
+        before = len(found)
+        impl.function(register=register)  # one by one, so each registered class knows its plugin
+        dist = _plugin_distribution(pm, impl.plugin)
+        for entry in found[before:]:
+            entry.distribution, entry.version = dist or (None, None)
+            if entry.distribution and entry.distribution != CORE_DISTRIBUTION:
+                entry.requires_core = _requires_core(importlib_metadata.distribution(entry.distribution))
+    return found
+
+
+def _plugin_distribution(pm: Any, plugin: object) -> tuple[str, str] | None:
+    for candidate, dist in pm.list_plugin_distinfo():
+        if candidate is plugin:
+            return dist.metadata["Name"], dist.version
+    return None
+
+
+def find(classname: str) -> StorageEntry:
+    """The one entry providing ``classname``; PluginError when none or several distributions do."""
+    all_entries = entries()
+    matches: dict[str, StorageEntry] = {}
+    for entry in all_entries:
+        if entry.classname == classname:
+            matches.setdefault(entry.value, entry)
+    if len(matches) == 1:
+        return next(iter(matches.values()))
+    if matches:
+        claims = " and ".join(f"{e.distribution or 'a plugin'} ({e.value})" for e in matches.values())
+        raise PluginError(
+            f"classname {classname!r} is provided by both {claims}; uninstall one of them, or add "
+            f"`import: <module>` to the storage entry to choose"
+        )
+    if classname in FIRST_PARTY:
+        dist = FIRST_PARTY[classname]
+        raise PluginError(f"no installed distribution provides classname {classname!r}; install it: pip install {dist}")
+    known = sorted({e.classname for e in all_entries} | set(FIRST_PARTY))
+    close = difflib.get_close_matches(classname, known, n=3, cutoff=0.5)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else f"installed: {', '.join(known)}"
+    raise PluginError(f"no installed distribution provides classname {classname!r}; {hint}")
+
+
+_warned: set[str] = set()
+
+
+def resolve(classname: str, import_path: str | None = None) -> type[DataStorage]:
+    """The class for a YAML storage entry: an explicit ``import:`` wins, else the registry decides."""
+    if import_path:
+        try:
+            module = importlib.import_module(import_path)
+        except ModuleNotFoundError as exc:
+            if not (import_path.startswith("selinon.storages.") and exc.name == import_path):
+                raise PluginError(
+                    f"cannot import {import_path!r}: {exc}; check `import:` or install its package"
+                ) from exc
+            # A Selinon 1.x configuration naming an adapter that now lives in its own distribution.
+            cls = find(classname).load()
+            if import_path not in _warned:
+                _warned.add(import_path)
+                warnings.warn(
+                    f"`import: {import_path}` is no longer needed: {classname} is found by its classname; "
+                    "remove the `import:` line",
+                    LegacyImportWarning,
+                    stacklevel=2,
+                )
+            return cls
+        except Exception as exc:
+            raise PluginError(f"cannot import {import_path!r}: {type(exc).__name__}: {exc}") from exc
+        found = getattr(module, classname, None)
+        if found is None:
+            raise PluginError(f"module {import_path!r} has no class {classname!r}; check `classname:`")
+        if not (isinstance(found, type) and issubclass(found, DataStorage)):
+            raise PluginError(f"{import_path}.{classname} is not a selinon.DataStorage subclass")
+        return found
+    return find(classname).load()

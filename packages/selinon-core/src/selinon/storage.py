@@ -1,0 +1,89 @@
+"""The abstract storage adapter: the contract every adapter (first-party or not) implements.
+
+Method names and signatures are Selinon 1.x's, so an adapter written for Selinon 1.x runs unchanged. The rules
+behind each method are in the adapter guide (packages/selinon-core/docs/adapters.md) and are checked by
+:mod:`selinon.testing`.
+"""
+
+from __future__ import annotations
+
+import abc
+import traceback
+from types import TracebackType
+from typing import Any, ClassVar, TypeAlias
+
+ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+class DataStorage(abc.ABC):
+    """Base class of storage adapters.
+
+    ``__init__`` receives the YAML ``configuration`` mapping as keyword arguments (a list as positional ones) and
+    must do no I/O: the pool connects lazily, and ``selinon plugins show`` builds nothing.
+    """
+
+    #: Declare ``True`` when one instance may be called from many threads at once (a driver connection pool).
+    #: Otherwise the pool serialises calls on the instance, as Selinon 1.x promised.
+    thread_safe: ClassVar[bool] = False
+
+    #: Option names whose values are secrets, beside those the core recognises by name (``password``,
+    #: ``*secret*``, ``*token*``...). Their values are hidden from output, logs and error messages.
+    secret_options: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: B027 - adapters define their own options
+        pass
+
+    @abc.abstractmethod
+    def connect(self) -> None:
+        """Connect; calling it when connected is a no-op."""
+
+    @abc.abstractmethod
+    def disconnect(self) -> None:
+        """Disconnect; calling it when not connected is a no-op."""
+
+    @abc.abstractmethod
+    def is_connected(self) -> bool:
+        """Tell whether :meth:`connect` has been called and :meth:`disconnect` has not."""
+
+    @abc.abstractmethod
+    def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> Any:
+        """Store ``result`` keyed by ``task_id``, replacing an earlier record of that id; return a record id.
+
+        A result that cannot be serialised raises before anything is written.
+        """
+
+    @abc.abstractmethod
+    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
+        """Return the stored result; raise :class:`~selinon.SelinonMissingDataException` if there is none."""
+
+    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
+        """Delete the record; raise :class:`~selinon.SelinonMissingDataException` if there is none."""
+        raise NotImplementedError(f"{type(self).__name__} does not support delete()")
+
+    def store_error(self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> Any:
+        """Record a task's failure under ``task_id``; :func:`describe_error` gives the record to keep."""
+        raise NotImplementedError(f"{type(self).__name__} does not support store_error()")
+
+    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, str]:
+        """Return what :meth:`store_error` kept: ``{"type", "message", "traceback"}``."""
+        raise NotImplementedError(f"{type(self).__name__} does not support retrieve_error()")
+
+    def __repr__(self) -> str:
+        # Never the configuration: it may hold credentials.
+        return f"<{type(self).__name__} connected={self._safe_is_connected()}>"
+
+    def _safe_is_connected(self) -> bool | str:
+        try:
+            return self.is_connected()
+        except Exception:  # a repr must not raise
+            return "?"
+
+
+def describe_error(exc_info: ExcInfo) -> dict[str, str]:
+    """The portable form of a task's failure that every first-party adapter stores and reads back."""
+    exc_type, exc, tb = exc_info
+    return {
+        "type": f"{exc_type.__module__}.{exc_type.__qualname__}",
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(exc_type, exc, tb)),
+    }

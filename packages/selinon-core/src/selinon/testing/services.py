@@ -1,0 +1,103 @@
+"""Reaching the servers adapter tests run against, and starting the ones a test suite owns.
+
+A developer's run may skip tests whose server is not running, with a message that says what to start;
+with ``CI=true`` in the environment an unreachable server fails the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+import pytest
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> bool:
+    """Whether a TCP server accepts connections on host:port within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return True
+        except OSError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+
+def require_service(what: str, host: str, port: int, how_to_start: str, timeout: float = 3.0) -> None:
+    """Skip (locally) or fail (with ``CI=true``) unless the server answers on host:port."""
+    if wait_for_port(host, port, timeout):
+        return
+    message = f"{what} is not reachable at {host}:{port}; {how_to_start}"
+    if in_ci():
+        pytest.fail(f"CI=true: {message}", pytrace=False)
+    pytest.skip(message)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class ServerProcess:
+    """A server the tests start themselves, stopped (and restartable) on demand.
+
+    ``argv`` may contain ``{port}``, filled with the port chosen when the object is made.
+    """
+
+    def __init__(self, argv: Sequence[str], what: str, port: int | None = None, log: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.host = "127.0.0.1"
+        self.argv = [part.format(port=self.port) for part in argv]
+        self.what = what
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> ServerProcess:
+        output = open(self.log, "ab") if self.log else subprocess.DEVNULL  # noqa: SIM115 - kept open while it runs
+        self.process = subprocess.Popen(self.argv, stdout=output, stderr=subprocess.STDOUT)
+        if not wait_for_port(self.host, self.port, timeout):
+            self.stop()
+            message = f"{self.what} did not start on port {self.port}: {' '.join(self.argv)}"
+            if in_ci():
+                pytest.fail(message, pytrace=False)
+            pytest.skip(message)
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> ServerProcess:
+        return self.start()
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.stop()
+
+
+def python_module_argv(module: str, *args: str) -> list[str]:
+    """argv that runs ``python -m module`` with this interpreter (the test environment's)."""
+    return [sys.executable, "-m", module, *args]
