@@ -208,7 +208,7 @@ def _storage(entry: Any, index: int, source: str, env: Mapping[str, str]) -> Sto
     where = f"{source}: storage {name!r}"
     for key in entry:
         if key not in STORAGE_KEYS:
-            close = difflib.get_close_matches(str(key), STORAGE_KEYS, n=1, cutoff=0.75)
+            close = difflib.get_close_matches(str(key), STORAGE_KEYS, n=1, cutoff=0.85)
             hint = (
                 f"did you mean {close[0]!r}?"
                 if close

@@ -12,6 +12,8 @@ pm.add_hookspecs(hookspecs)
 
 #: Hook plugins that could not be loaded, by entry-point name, with the reason.
 broken_plugins: dict[str, str] = {}
+#: The distribution (name, version) of each entry-point plugin, by plugin name.
+plugin_distributions: dict[str, tuple[str, str]] = {}
 _loaded = False
 
 
@@ -25,6 +27,8 @@ def load_plugins() -> pluggy.PluginManager:
                 continue
             try:
                 pm.register(entry_point.load(), name=entry_point.name)
+                if entry_point.dist:
+                    plugin_distributions[entry_point.name] = (entry_point.dist.name, entry_point.dist.version)
             except Exception as exc:
                 broken_plugins[entry_point.name] = f"{type(exc).__name__}: {exc}"
     return pm

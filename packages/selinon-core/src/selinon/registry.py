@@ -15,7 +15,7 @@ from typing import Any
 import importlib_metadata
 
 from selinon.errors import PluginError
-from selinon.plugins import load_plugins
+from selinon.plugins import load_plugins, plugin_distributions
 from selinon.storage import DataStorage
 
 GROUP = "selinon.storages"
@@ -132,19 +132,12 @@ def entries() -> list[StorageEntry]:
     for impl in pm.hook.register_storages.get_hookimpls():
         before = len(found)
         impl.function(register=register)  # one by one, so each registered class knows its plugin
-        dist = _plugin_distribution(pm, impl.plugin)
+        dist = plugin_distributions.get(pm.get_name(impl.plugin) or "")
         for entry in found[before:]:
             entry.distribution, entry.version = dist or (None, None)
             if entry.distribution and entry.distribution != CORE_DISTRIBUTION:
                 entry.requires_core = _requires_core(importlib_metadata.distribution(entry.distribution))
     return found
-
-
-def _plugin_distribution(pm: Any, plugin: object) -> tuple[str, str] | None:
-    for candidate, dist in pm.list_plugin_distinfo():
-        if candidate is plugin:
-            return dist.metadata["Name"], dist.version
-    return None
 
 
 def find(classname: str) -> StorageEntry:

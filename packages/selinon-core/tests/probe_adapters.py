@@ -1,0 +1,67 @@
+"""Adapters that record how the pool calls them, for the pool's own tests."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+from selinon import DataStorage
+from selinon.storages.memory import InMemoryStorage
+
+
+class Watched(InMemoryStorage):
+    """Counts calls, the most calls in flight at once, and remembers the process that built it."""
+
+    thread_safe = False
+
+    def __init__(self, password: str | None = None, fail_with: str | None = None) -> None:
+        super().__init__(json=True)
+        self.password = password
+        self.fail_with = fail_with
+        self.created_in = os.getpid()
+        self.calls: list[tuple[str, str]] = []
+        self.in_flight = 0
+        self.most_in_flight = 0
+        self._count_lock = threading.Lock()
+
+    def _enter(self, name: str, task_name: str) -> None:
+        with self._count_lock:
+            self.calls.append((name, task_name))
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(0.002)  # widen the window in which overlapping calls would be seen
+        with self._count_lock:
+            self.in_flight -= 1
+
+    def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        if self.fail_with:
+            raise RuntimeError(self.fail_with)
+        self._enter("store", task_name)
+        return super().store(node_args, flow_name, task_name, task_id, result)
+
+    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
+        self._enter("retrieve", task_name)
+        return super().retrieve(flow_name, task_name, task_id)
+
+
+class WatchedThreadSafe(Watched):
+    thread_safe = True
+
+
+class NotAStorage:
+    pass
+
+
+class NeedsHost(DataStorage):
+    def __init__(self, host: str, port: int = 1) -> None:
+        self.host = host
+
+    def connect(self) -> None: ...
+    def disconnect(self) -> None: ...
+    def is_connected(self) -> bool:
+        return False
+
+    def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> None: ...
+    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> None: ...

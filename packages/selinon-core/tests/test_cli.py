@@ -1,0 +1,163 @@
+"""The `selinon` command line: output, exit codes (0 ok, 1 check failed, 2 usage/configuration) and no secrets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import MakeDistribution, adapter_source
+
+from selinon.cli import main
+
+EXAMPLE = Path(__file__).parents[3] / "examples" / "nodes.yaml"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_plugins_list_json(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plugins", "list", "--json")
+    assert code == 0
+    listed = {p["classname"]: p for p in json.loads(out)}
+    assert listed["InMemoryStorage"]["distribution"] == "selinon-core"
+    assert listed["Filesystem"]["target"] == "selinon.storages.filesystem:Filesystem"
+    assert listed["Filesystem"]["status"] == "installed"
+
+
+def test_plugins_list_table(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plugins", "list")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split() == ["CLASSNAME", "DISTRIBUTION", "VERSION", "TARGET", "STATUS"]
+    assert any(line.split()[:2] == ["Filesystem", "selinon-core"] for line in lines[1:])
+
+
+def test_plugins_show(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "plugins", "show", "InMemoryStorage", "--json")
+    details = json.loads(out)
+    assert code == 0 and details["thread_safe"] is True
+    assert details["options"] == [
+        {"name": "echo", "required": False, "default": False, "secret": False},
+        {"name": "json", "required": False, "default": False, "secret": False},
+    ]
+    code, out, _ = run(capsys, "plugins", "show", "Filesystem")
+    assert "path: required" in out
+
+
+def test_plugins_show_unknown(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "plugins", "show", "Redis")
+    assert code == 2 and out == ""
+    assert (
+        err
+        == "selinon: error: no installed distribution provides classname 'Redis'; install it: pip install selinon-storage-redis\n"
+    )
+
+
+def test_plugins_check_reports_broken_and_exits_1(
+    capsys: pytest.CaptureFixture[str], make_distribution: MakeDistribution
+) -> None:
+    code, out, _ = run(capsys, "plugins", "check", "--json")
+    assert code == 0 and {p["status"] for p in json.loads(out)} == {"ok"}
+    make_distribution(
+        "acme-mixed",
+        storages={"AcmeGood": "acme_good:AcmeGood", "AcmeBad": "acme_bad:AcmeBad"},
+        modules={"acme_good": adapter_source("AcmeGood"), "acme_bad": "import missing_dependency_of_acme"},
+    )
+    code, out, _ = run(capsys, "plugins", "check", "--json")
+    statuses = {p["classname"]: (p["status"], p["reason"]) for p in json.loads(out)}
+    assert code == 1
+    assert statuses["AcmeGood"] == ("ok", None)
+    assert (
+        statuses["AcmeBad"][0] == "broken" and "No module named 'missing_dependency_of_acme'" in statuses["AcmeBad"][1]
+    )
+    assert statuses["Filesystem"][0] == "ok"
+
+
+def test_storages_check_example(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "storages", "check", "-c", str(EXAMPLE))
+    assert code == 0, err
+    rows = [line.split()[:3] for line in out.splitlines()[1:]]
+    assert rows == [["Memory", "InMemoryStorage", "ok"], ["Results", "Filesystem", "ok"]]
+    assert list((tmp_path / "selinon-results").iterdir()) == []  # the probe record was deleted
+
+
+def test_storages_check_one_storage_json(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "storages", "check", "-c", str(EXAMPLE), "--storage", "Memory", "--json")
+    (result,) = json.loads(out)
+    assert code == 0 and result["storage"] == "Memory" and result["status"] == "ok" and result["ms"] >= 0
+
+
+def test_storages_check_failure_exits_1_without_secret(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, make_distribution: MakeDistribution
+) -> None:
+    make_distribution("acme-fail", storages={"Acme": "acme_fail:Acme"}, modules={"acme_fail": adapter_source("Acme")})
+    config = tmp_path / "nodes.yaml"
+    config.write_text(
+        "storages:\n"
+        "  - {name: Good, classname: InMemoryStorage}\n"
+        "  - {name: Bad, classname: Acme, configuration: {greeting: fail, password: planted-Zq81-secret}}\n"
+    )
+    code, out, err = run(capsys, "storages", "check", "-c", str(config))
+    assert code == 1
+    assert "planted-Zq81-secret" not in out + err
+    bad = next(line for line in out.splitlines() if line.startswith("Bad"))
+    assert "failed" in bad and "connect: RuntimeError: refused with password ***" in bad
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["storages", "check"],
+            "selinon: error: Missing option '-c' / '--config'; see 'selinon storages check --help'",
+        ),
+        (["nosuch"], "selinon: error: No such command 'nosuch'; see 'selinon --help'"),
+        (
+            ["storages", "check", "-c", "/nonexistent/nodes.yaml"],
+            "selinon: error: /nonexistent/nodes.yaml: cannot read the file",
+        ),
+    ],
+)
+def test_usage_and_configuration_errors_exit_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and out == ""
+    assert err.startswith(expected) and err.count("\n") == 1
+    assert "Traceback" not in err
+
+
+def test_storages_check_unknown_storage_name(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "storages", "check", "-c", str(EXAMPLE), "--storage", "Nope")
+    assert code == 2 and "no storage named 'Nope'; configured: Memory, Results" in err
+
+
+def test_version_lists_core(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--version")
+    assert code == 0 and out.splitlines()[0] == "selinon-core 0.1.0"
+    code, out, _ = run(capsys, "version", "--json")
+    assert json.loads(out)["selinon-core"] == "0.1.0"
+
+
+def test_python_dash_m_selinon(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "selinon", "storages", "check", "-c", str(EXAMPLE)],
+        capture_output=True, text=True, cwd=tmp_path, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Results" in done.stdout

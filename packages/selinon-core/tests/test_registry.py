@@ -1,0 +1,175 @@
+"""Discovery: entry points (lazy), hook plugins, and turning a classname into a class."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+
+import pytest
+from conftest import MakeDistribution, adapter_source
+
+from selinon import DataStorage, PluginError, hookimpl, plugins, registry
+from selinon.storages.memory import InMemoryStorage
+
+
+def test_builtins_come_from_core_entry_points() -> None:
+    found = {e.classname: e for e in registry.entries()}
+    assert found["InMemoryStorage"].value == "selinon.storages.memory:InMemoryStorage"
+    assert found["Filesystem"].distribution == "selinon-core"
+    assert registry.resolve("Filesystem").__name__ == "Filesystem"
+
+
+def test_listing_imports_no_adapter(make_distribution: MakeDistribution) -> None:
+    make_distribution(
+        "acme-storage",
+        storages={"Acme": "acme_storage:Acme"},
+        modules={"acme_storage": "raise RuntimeError('imported while listing')"},
+    )
+    entry = next(e for e in registry.entries() if e.classname == "Acme")
+    assert (entry.distribution, entry.version, entry.value) == ("acme-storage", "1.0.0", "acme_storage:Acme")
+    assert "acme_storage" not in sys.modules
+
+
+def test_third_party_classname_resolves(make_distribution: MakeDistribution) -> None:
+    make_distribution(
+        "acme-storage", storages={"Acme": "acme_storage:Acme"}, modules={"acme_storage": adapter_source("Acme")}
+    )
+    cls = registry.resolve("Acme")
+    assert issubclass(cls, DataStorage) and cls.__module__ == "acme_storage"
+
+
+def test_first_party_classname_names_the_distribution() -> None:
+    with pytest.raises(PluginError) as error:
+        registry.resolve("MongoDB")
+    assert "pip install selinon-storage-mongodb" in str(error.value)
+
+
+def test_unknown_classname_suggests_close_names() -> None:
+    with pytest.raises(PluginError, match="did you mean 'InMemoryStorage'"):
+        registry.resolve("InMemoryStorge")
+    with pytest.raises(PluginError, match="installed: .*Filesystem"):
+        registry.resolve("Zzzzzz")
+
+
+def test_two_distributions_claiming_one_classname(make_distribution: MakeDistribution) -> None:
+    make_distribution("acme-one", storages={"Acme": "acme_one:Acme"})
+    make_distribution("acme-two", storages={"Acme": "acme_two:Acme"})
+    with pytest.raises(PluginError) as error:
+        registry.resolve("Acme")
+    message = str(error.value)
+    assert "acme-one (acme_one:Acme)" in message and "acme-two (acme_two:Acme)" in message
+    assert "add `import: <module>`" in message
+
+
+def test_broken_adapters_are_reported_not_raised(make_distribution: MakeDistribution) -> None:
+    make_distribution(
+        "acme-broken",
+        storages={"Missing": "acme_missing_module:X", "NotStorage": "acme_plain:Plain", "Good": "acme_good:Good"},
+        modules={"acme_plain": "class Plain: pass", "acme_good": adapter_source("Good")},
+    )
+    by_name = {e.classname: e for e in registry.entries()}
+    with pytest.raises(PluginError, match="Missing .* is broken: ModuleNotFoundError"):
+        by_name["Missing"].load()
+    with pytest.raises(PluginError, match="is not a selinon.DataStorage subclass"):
+        by_name["NotStorage"].load()
+    assert by_name["Good"].load().__name__ == "Good"
+
+
+def test_incompatible_core_range(make_distribution: MakeDistribution) -> None:
+    make_distribution(
+        "acme-future",
+        storages={"Future": "acme_future:Future"},
+        requires=["selinon-core>=99", "other-thing; extra == 'x'"],
+        modules={"acme_future": adapter_source("Future")},
+    )
+    make_distribution(
+        "acme-now",
+        storages={"Now": "acme_now:Now"},
+        requires=["selinon-core>=0.1,<1"],
+        modules={"acme_now": adapter_source("Now")},
+    )
+    by_name = {e.classname: e for e in registry.entries()}
+    assert by_name["Future"].requires_core == ">=99"
+    assert "requires selinon-core>=99, but selinon-core 0.1.0 is installed" in (by_name["Future"].incompatibility or "")
+    with pytest.raises(PluginError, match="incompatible"):
+        by_name["Future"].load()
+    assert by_name["Now"].incompatibility is None
+
+
+def test_hook_registers_classes_and_lazy_strings(make_distribution: MakeDistribution) -> None:
+    make_distribution("acme-lazy", modules={"acme_lazy": adapter_source("Lazy")})
+
+    class Plugin:
+        @hookimpl
+        def register_storages(self, register):  # type: ignore[no-untyped-def]
+            register(InMemoryStorage, name="Scratch")
+            register("acme_lazy:Lazy")
+
+    plugins.pm.register(Plugin())
+    by_name = {e.classname: e for e in registry.entries()}
+    assert by_name["Scratch"].source == "hook"
+    assert registry.resolve("Scratch") is InMemoryStorage
+    assert "acme_lazy" not in sys.modules
+    assert registry.resolve("Lazy").__module__ == "acme_lazy"
+
+
+def test_hook_plugin_from_entry_point_and_a_broken_one(make_distribution: MakeDistribution) -> None:
+    plugin = """
+        import selinon
+        from selinon.storages.memory import InMemoryStorage
+
+        @selinon.hookimpl
+        def register_storages(register):
+            register(InMemoryStorage, name="FromHookPlugin")
+    """
+    make_distribution(
+        "acme-hooks",
+        hook_plugins={"acme": "acme_hooks", "acme-broken": "acme_hooks_broken"},
+        modules={"acme_hooks": plugin, "acme_hooks_broken": "import not_installed_anywhere"},
+    )
+    plugins._loaded = False
+    try:
+        entry = next(e for e in registry.entries() if e.classname == "FromHookPlugin")
+        assert (entry.distribution, entry.version) == ("acme-hooks", "1.0.0")
+        assert "ModuleNotFoundError" in plugins.broken_plugins["acme-broken"]
+    finally:
+        for name in ("acme", "acme-broken"):
+            if plugins.pm.has_plugin(name):
+                plugins.pm.unregister(name=name)
+            plugins.broken_plugins.pop(name, None)
+
+
+def test_legacy_import_line_falls_back_to_registry(make_distribution: MakeDistribution) -> None:
+    make_distribution(
+        "acme-redis", storages={"Redis": "acme_redis:Redis"}, modules={"acme_redis": adapter_source("Redis")}
+    )
+    with pytest.warns(registry.LegacyImportWarning, match="`import: selinon.storages.redis` is no longer needed"):
+        assert registry.resolve("Redis", "selinon.storages.redis").__module__ == "acme_redis"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        registry.resolve("Redis", "selinon.storages.redis")  # warned once only
+
+
+def test_legacy_import_of_uninstalled_adapter() -> None:
+    with pytest.raises(PluginError, match="pip install selinon-storage-redis"):
+        registry.resolve("Redis", "selinon.storages.redis")
+
+
+def test_explicit_import_wins(make_distribution: MakeDistribution) -> None:
+    make_distribution("acme-mem", storages={"InMemoryStorage": "acme_mem:InMemoryStorage"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert registry.resolve("InMemoryStorage", "selinon.storages.memory") is InMemoryStorage
+
+
+@pytest.mark.parametrize(
+    ("import_path", "classname", "expected"),
+    [
+        ("not_a_module_anywhere", "X", "cannot import 'not_a_module_anywhere'"),
+        ("selinon.storages.memory", "Nope", "module 'selinon.storages.memory' has no class 'Nope'"),
+        ("selinon.storages.memory", "copy", "selinon.storages.memory.copy is not a selinon.DataStorage subclass"),
+    ],
+)
+def test_explicit_import_errors(import_path: str, classname: str, expected: str) -> None:
+    with pytest.raises(PluginError, match=expected):
+        registry.resolve(classname, import_path)
