@@ -65,3 +65,31 @@ class NeedsHost(DataStorage):
 
     def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> None: ...
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> None: ...
+
+
+class Flaky(InMemoryStorage):
+    """Fails its first ``failures`` store/retrieve/delete calls with a lost connection, after doing the work when
+    ``after_work`` is set (the reply was lost, not the request)."""
+
+    def __init__(self, failures: int = 0, after_work: bool = False) -> None:
+        super().__init__(json=True)
+        self.failures = failures
+        self.after_work = after_work
+        self.attempts = 0
+
+    def _maybe_fail(self, work: Any) -> Any:
+        self.attempts += 1
+        if self.attempts <= self.failures:
+            if self.after_work:
+                work()
+            raise ConnectionResetError("connection reset by peer")
+        return work()
+
+    def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        return self._maybe_fail(lambda: super(Flaky, self).store(node_args, flow_name, task_name, task_id, result))  # type: ignore[no-any-return]
+
+    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
+        return self._maybe_fail(lambda: super(Flaky, self).retrieve(flow_name, task_name, task_id))
+
+    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
+        self._maybe_fail(lambda: super(Flaky, self).delete(flow_name, task_name, task_id))

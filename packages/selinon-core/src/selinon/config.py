@@ -20,7 +20,8 @@ from selinon import secrets
 from selinon.errors import ConfigurationError
 
 TOP_LEVEL_KEYS = ("storages", "tasks", "flows", "flow-definitions", "global")
-STORAGE_KEYS = ("name", "classname", "import", "configuration", "cache")
+STORAGE_KEYS = ("name", "classname", "import", "configuration", "cache", "retry")
+RETRY_KEYS = ("attempts", "deadline", "backoff", "max_backoff")
 CACHE_KEYS = ("name", "import", "configuration")
 #: Storage keys are checked here; the rest of Selinon's task keys are kept for the task runtime.
 TASK_KEYS = (
@@ -50,6 +51,20 @@ class CacheConfig:
 
 
 @dataclass(frozen=True)
+class RetryConfig:
+    """How the pool retries a call that failed on a transient error (a lost connection, a restarting server).
+
+    It stops at whichever comes first: ``attempts`` calls or ``deadline`` seconds; waits grow from ``backoff``
+    seconds, doubling, up to ``max_backoff``.
+    """
+
+    attempts: int = 5
+    deadline: float = 30.0
+    backoff: float = 0.1
+    max_backoff: float = 2.0
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     """One ``storages:`` entry, validated and with environment references expanded."""
 
@@ -58,6 +73,7 @@ class StorageConfig:
     import_path: str | None = None
     configuration: dict[str, Any] | list[Any] = field(default_factory=dict)
     cache: CacheConfig | None = None
+    retry: RetryConfig = field(default_factory=RetryConfig)
     source: str = "<configuration>"
 
     @property
@@ -229,6 +245,7 @@ def _storage(entry: Any, index: int, source: str, env: Mapping[str, str]) -> Sto
         import_path=_string(entry, "import", where),
         configuration=expand(configuration, env, f"{where}: configuration"),
         cache=_cache(entry.get("cache"), where, env),
+        retry=_retry(entry.get("retry"), where),
         source=source,
     )
 
@@ -257,6 +274,26 @@ def _cache(entry: Any, where: str, env: Mapping[str, str]) -> CacheConfig | None
     return CacheConfig(
         name=name, import_path=import_path, configuration=expand(configuration, env, f"{where}: configuration")
     )
+
+
+def _retry(entry: Any, where: str) -> RetryConfig:
+    if entry is None:
+        return RetryConfig()
+    where = f"{where}: retry"
+    if not isinstance(entry, dict):
+        raise ConfigurationError(f"{where}: must be a mapping such as {{attempts: 5, deadline: 30}}")
+    for key, value in entry.items():
+        if key not in RETRY_KEYS:
+            raise ConfigurationError(f"{where}: unknown key {key!r}; {_suggest(str(key), RETRY_KEYS)}")
+        whole = key == "attempts"
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int if whole else int | float)
+            or value < (1 if whole else 0)
+        ):
+            kind = "a whole number of at least 1" if whole else "a number of seconds, 0 or more"
+            raise ConfigurationError(f"{where}: `{key}:` must be {kind}, not {value!r}")
+    return RetryConfig(**entry)
 
 
 def _task(entry: Any, index: int, source: str, env: Mapping[str, str]) -> TaskConfig:

@@ -10,6 +10,7 @@ import copy
 import importlib
 import inspect
 import os
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -21,7 +22,7 @@ from selinon import registry, secrets
 from selinon.caches import BUILTIN as BUILTIN_CACHES
 from selinon.caches import Cache, CacheMissError
 from selinon.config import Configuration, StorageConfig, TaskConfig
-from selinon.errors import ConfigurationError, PluginError, SelinonError, StorageError
+from selinon.errors import ConfigurationError, PluginError, SelinonError, SelinonMissingDataException, StorageError
 from selinon.plugins import load_plugins
 from selinon.storage import DataStorage, ExcInfo
 
@@ -276,30 +277,58 @@ class StoragePool:
         call: Callable[..., T],
         *args: Any,
     ) -> T:
-        """Run one adapter call: serialised if the adapter needs it, observed by hooks, errors made safe."""
-        start = time.perf_counter()
-        error: BaseException | None = None
-        try:
-            with slot.lock:
-                return call(*args)
-        except SelinonError as exc:
-            error = exc
-            raise
-        except Exception as exc:
-            error = exc
-            raise _storage_error(slot, event, exc) from (None if _leaks(slot, exc) else exc)
-        finally:
-            hook = load_plugins().hook.storage_event
-            if hook.get_hookimpls():
-                hook(
-                    event=event,
-                    storage_name=slot.config.name,
-                    flow_name=flow_name,
-                    task_name=task_name,
-                    task_id=task_id,
-                    duration=time.perf_counter() - start,
-                    error=error,
-                )
+        """Run one adapter call: serialised if the adapter needs it, retried on transient errors until the
+        storage's retry policy gives up, observed by hooks, and with every error made safe to show."""
+        policy = slot.config.retry
+        start = time.monotonic()
+        attempt = 1
+        while True:
+            began = time.perf_counter()
+            try:
+                with slot.lock:
+                    result = call(*args)
+            except SelinonMissingDataException as exc:
+                if event == "delete" and attempt > 1:
+                    return None  # type: ignore[return-value] # an earlier attempt deleted it before its reply was lost
+                cls._emit(slot, event, flow_name, task_name, task_id, began, exc)
+                raise
+            except Exception as exc:
+                waited = time.monotonic() - start
+                pause = min(policy.backoff * 2 ** (attempt - 1), policy.max_backoff)
+                transient = event != "connect" and isinstance(exc, type(slot.adapter).transient_errors)
+                if transient and attempt < policy.attempts and waited + pause < policy.deadline:
+                    cls._emit(slot, "retry", flow_name, task_name, task_id, began, exc)
+                    time.sleep(pause * random.uniform(0.5, 1.0))
+                    attempt += 1
+                    continue
+                cls._emit(slot, event, flow_name, task_name, task_id, began, exc)
+                tries = f" after {attempt} attempts in {waited:.1f}s" if attempt > 1 else ""
+                error = _storage_error(slot, f"{event} failed{tries}", exc)
+                raise error from (None if _leaks(slot, exc) else exc)
+            cls._emit(slot, event, flow_name, task_name, task_id, began, None)
+            return result
+
+    @staticmethod
+    def _emit(
+        slot: _Slot,
+        event: str,
+        flow_name: str | None,
+        task_name: str | None,
+        task_id: str | None,
+        began: float,
+        error: BaseException | None,
+    ) -> None:
+        hook = load_plugins().hook.storage_event
+        if hook.get_hookimpls():
+            hook(
+                event=event,
+                storage_name=slot.config.name,
+                flow_name=flow_name,
+                task_name=task_name,
+                task_id=task_id,
+                duration=time.perf_counter() - began,
+                error=error,
+            )
 
     @classmethod
     def _after_fork(cls) -> None:
@@ -314,10 +343,11 @@ def _leaks(slot: _Slot, exc: BaseException) -> bool:
     return secrets.scrub(str(exc), slot.secrets) != str(exc)
 
 
-def _storage_error(slot: _Slot, event: str, exc: BaseException) -> StorageError:
-    message = secrets.scrub(f"{type(exc).__name__}: {exc}", slot.secrets)
-    verb = "connect" if event == "connect" else f"{event}"
-    return StorageError(f"storage {slot.config.name!r} ({slot.config.classname}): {verb} failed: {message}")
+def _storage_error(slot: _Slot, what: str, exc: BaseException) -> StorageError:
+    """A StorageError naming the storage; an adapter's own StorageError keeps its words, a driver's its type."""
+    text = str(exc) if isinstance(exc, SelinonError) else f"{type(exc).__name__}: {exc}"
+    message = secrets.scrub(text, slot.secrets)
+    return StorageError(f"storage {slot.config.name!r} ({slot.config.classname}): {what}: {message}")
 
 
 if hasattr(os, "register_at_fork"):

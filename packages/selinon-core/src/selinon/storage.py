@@ -26,6 +26,10 @@ class DataStorage(abc.ABC):
     #: Otherwise the pool serialises calls on the instance, as Selinon 1.x promised.
     thread_safe: ClassVar[bool] = False
 
+    #: Exceptions that mean "try again": a lost connection, a server restarting. The pool retries calls that
+    #: raise them, within the storage's ``retry:`` policy; any other exception fails the call at once.
+    transient_errors: ClassVar[tuple[type[BaseException], ...]] = (ConnectionError, TimeoutError)
+
     #: Option names whose values are secrets, beside those the core recognises by name (``password``,
     #: ``*secret*``, ``*token*``...). Their values are hidden from output, logs and error messages.
     secret_options: ClassVar[frozenset[str]] = frozenset()
