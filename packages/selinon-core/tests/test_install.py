@@ -22,7 +22,10 @@ def uv() -> str:
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh environment with only selinon-core installed, from a wheel built from this checkout."""
+    """A fresh environment with only selinon-core installed, built from this checkout.
+
+    The tests below add to it in file order: core alone first, then one plugin after another.
+    """
     root = tmp_path_factory.mktemp("venv")
     subprocess.run([uv(), "venv", "--quiet", "--python", sys.executable, str(root / "env")], check=True)
     subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(root / "env"), str(CORE)], check=True)
@@ -51,3 +54,43 @@ def test_third_party_entry_point_is_usable_without_import_line(venv: Path, tmp_p
     done = selinon(venv, "storages", "check", "-c", str(config), cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.splitlines()[1].split()[:3] == ["Acme", "AcmeStorage", "ok"]
+
+
+HOOK_PLUGIN = Path(__file__).parents[3] / "examples" / "hook-plugin"
+
+
+def test_hook_plugin_example_registers_and_fills_secrets(venv: Path, tmp_path: Path) -> None:
+    subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(venv), str(HOOK_PLUGIN)], check=True)
+    listed = json.loads(selinon(venv, "plugins", "list", "--json").stdout)
+    entry = next(p for p in listed if p["classname"] == "SecretsCheckedMemory")
+    assert (entry["source"], entry["distribution"], entry["status"]) == ("hook", "selinon-env-secrets", "installed")
+    secret = tmp_path / "password"
+    secret.write_text("planted-hook-secret-7781\n")
+    config = tmp_path / "nodes.yaml"
+    config.write_text(
+        "storages:\n"
+        f"  - {{name: Vaulted, classname: SecretsCheckedMemory, configuration: {{password: 'file:{secret}'}}}}\n"
+    )
+    done = selinon(venv, "storages", "check", "-c", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.splitlines()[1].split()[:3] == ["Vaulted", "SecretsCheckedMemory", "ok"]
+    assert "planted-hook-secret-7781" not in done.stdout + done.stderr
+
+
+def test_generated_adapter_project_works_without_edits(venv: Path, tmp_path: Path) -> None:
+    done = selinon(venv, "plugins", "new", "acme-db", "--dir", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    project = tmp_path / "selinon-storage-acme-db"
+    assert {p.name for p in project.iterdir()} >= {"pyproject.toml", "README.md", "CHANGELOG.md", "src", "tests"}
+    subprocess.run([uv(), "pip", "install", "--quiet", "--python", str(venv), str(project), "pytest"], check=True)
+    listed = json.loads(selinon(venv, "plugins", "list", "--json").stdout)
+    entry = next(p for p in listed if p["classname"] == "AcmeDb")
+    assert (entry["distribution"], entry["target"]) == ("selinon-storage-acme-db", "selinon_storage_acme_db:AcmeDb")
+    tests = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert " passed" in tests.stdout and "failed" not in tests.stdout
+    again = selinon(venv, "plugins", "new", "acme-db", "--dir", str(tmp_path))
+    assert again.returncode == 2 and "already exists" in again.stderr

@@ -191,6 +191,31 @@ def plugins_show(classname: str, as_json: bool) -> None:
         click.echo(f"  {option['name']}: {default}" + (" (secret)" if option["secret"] else ""))
 
 
+@plugins.command("new")
+@click.argument("name")
+@click.option(
+    "--dir",
+    "directory",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where to create the project folder.",
+)
+def plugins_new(name: str, directory: str) -> None:
+    """Create a ready-to-publish adapter project for backend NAME (such as 'acme')."""
+    from pathlib import Path
+
+    from selinon import scaffold
+
+    target = scaffold.create(name, Path(directory))
+    values = scaffold.names(name)
+    click.echo(f"created {target}")
+    click.echo(
+        f"  classname {values['classname']} in {values['package']}; next: pip install -e {target} pytest "
+        f"&& pytest {target}"
+    )
+
+
 # -- storages ------------------------------------------------------------------------------------------------
 
 

@@ -1,0 +1,1 @@
+"""Example Selinon hook plugin."""
