@@ -17,7 +17,7 @@ ADAPTERS = [
 PACKAGES = [CORE, *ADAPTERS]
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "types", "tests"]
+nox.options.sessions = ["lint", "types", "tests", "wheels"]
 nox.options.reuse_venv = "yes"
 
 
@@ -33,7 +33,33 @@ def tests(session: nox.Session, package: str) -> None:
     if not (ROOT / package / "pyproject.toml").exists():
         session.skip(f"{package} does not exist yet")
     session.install("-e", CORE, "-e", package, *_test_requirements(package))
-    session.run("pytest", f"{package}/tests", *session.posargs)
+    session.run("pytest", f"{package}/tests", "-m", "not wheels", *session.posargs)
+
+
+def _build(session: nox.Session) -> Path:
+    session.install("uv", "twine")
+    dist = ROOT / "dist"
+    dist.mkdir(exist_ok=True)
+    for stale in dist.iterdir():
+        stale.unlink()
+    for package in PACKAGES:
+        session.run("uv", "build", "--quiet", "--out-dir", str(dist), package)
+    session.run("twine", "check", "--strict", *[str(p) for p in sorted(dist.iterdir())])
+    return dist
+
+
+@nox.session
+def build(session: nox.Session) -> None:
+    """A wheel and an sdist of every package into dist/, each checked with twine."""
+    _build(session)
+
+
+@nox.session
+def wheels(session: nox.Session) -> None:
+    """Install-and-go from freshly built wheels, in fresh virtual environments."""
+    dist = _build(session)
+    session.install("-e", CORE, *_test_requirements(CORE))
+    session.run("pytest", f"{CORE}/tests", "-m", "wheels", *session.posargs, env={"SELINON_WHEELS": str(dist)})
 
 
 @nox.session

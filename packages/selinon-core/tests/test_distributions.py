@@ -1,0 +1,94 @@
+"""Every package of the repository ships on its own: its version, CHANGELOG and core range must agree."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+import selinon
+
+PACKAGES = Path(__file__).parents[2]
+CORE = "selinon-core"
+ADAPTERS = sorted(p.name for p in PACKAGES.iterdir() if p.name.startswith("selinon-storage-"))
+
+
+def project(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = tomllib.loads((PACKAGES / name / "pyproject.toml").read_text())["project"]
+    return data
+
+
+def changelog_versions(name: str) -> list[str]:
+    return re.findall(r"^## \[?(\d+\.\d+\.\d+\S*?)\]?(?:\s|$)", (PACKAGES / name / "CHANGELOG.md").read_text(), re.M)
+
+
+def core_requirement(name: str) -> Requirement:
+    found = [Requirement(r) for r in project(name)["dependencies"] if Requirement(r).name == CORE]
+    assert len(found) == 1, f"{name} must depend on {CORE} exactly once, with a version range"
+    return found[0]
+
+
+def test_four_adapters_exist() -> None:
+    assert ADAPTERS == [
+        "selinon-storage-mongodb",
+        "selinon-storage-postgresql",
+        "selinon-storage-redis",
+        "selinon-storage-s3",
+    ]
+
+
+@pytest.mark.parametrize("name", [CORE, *ADAPTERS])
+def test_version_matches_changelog(name: str) -> None:
+    version = project(name)["version"]
+    versions = changelog_versions(name)
+    assert versions, f"{name}/CHANGELOG.md has no '## X.Y.Z' entry"
+    assert versions[0] == version, f"{name}: pyproject says {version}, CHANGELOG's newest entry is {versions[0]}"
+    assert versions == sorted(versions, key=Version, reverse=True), f"{name}: CHANGELOG entries out of order"
+
+
+def test_core_version_matches_package() -> None:
+    assert project(CORE)["version"] == selinon.__version__
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_adapter_core_range(name: str) -> None:
+    requirement = core_requirement(name)
+    specifier = requirement.specifier
+    core = project(CORE)["version"]
+    assert str(specifier), f"{name}: declare a range for {CORE}, such as >=0.1,<1"
+    assert specifier.contains(core, prereleases=True), f"{name} requires {CORE}{specifier}, which excludes {core}"
+    assert any(s.operator in ("<", "<=", "~=", "==") for s in specifier), f"{name}: bound the {CORE} range above"
+    # The newest CHANGELOG entry states the core range, so raising it is always recorded for users.
+    newest = (PACKAGES / name / "CHANGELOG.md").read_text().split("\n## ")[1]
+    stated = re.search(r"Requires selinon-core\s*([^\s`]+)", newest)
+    assert stated, f"{name}: the newest CHANGELOG entry must say 'Requires selinon-core <range>'"
+    assert Requirement(f"{CORE}{stated.group(1)}").specifier == specifier, (
+        f"{name}: CHANGELOG says selinon-core{stated.group(1)}, pyproject says {specifier}"
+    )
+
+
+@pytest.mark.parametrize("name", ADAPTERS)
+def test_core_extra_admits_the_adapter(name: str) -> None:
+    extra = name.removeprefix("selinon-storage-")
+    (requirement,) = (Requirement(r) for r in project(CORE)["optional-dependencies"][extra])
+    assert requirement.name == name
+    assert requirement.specifier.contains(project(name)["version"], prereleases=True)
+
+
+@pytest.mark.parametrize("name", [CORE, *ADAPTERS])
+def test_metadata_is_complete(name: str) -> None:
+    meta = project(name)
+    for key in ("description", "readme", "requires-python", "license", "classifiers", "urls", "authors"):
+        assert meta.get(key), f"{name}: pyproject.toml lacks project.{key}"
+    assert meta["requires-python"] == ">=3.10"
+    assert (PACKAGES / name / "README.md").stat().st_size > 500, f"{name}: write a README"
