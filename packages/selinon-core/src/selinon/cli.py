@@ -247,8 +247,8 @@ def storages_check(files: tuple[str, ...], names: tuple[str, ...], as_json: bool
             known = ", ".join(configuration.storages) or "none"
             raise ConfigurationError(f"{', '.join(files)}: no storage named {name!r}; configured: {known}")
     chosen = [configuration.storages[n] for n in names] if names else list(configuration.storages.values())
-    adapters = [(storage, *instantiate(storage)) for storage in chosen]  # configuration errors first, exit 2
-    results = [_probe(storage, adapter, known_secrets) for storage, adapter, known_secrets in adapters]
+    built = [(storage, instantiate(storage)) for storage in chosen]  # configuration errors first: exit 2
+    results = [_probe(storage, instance.adapter, instance.secrets) for storage, instance in built]
     if as_json:
         _echo_json(results)
     else:

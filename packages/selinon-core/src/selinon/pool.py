@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from selinon import config as config_module
 from selinon import registry, secrets
@@ -37,8 +37,16 @@ def resolve_class(storage: StorageConfig) -> type[DataStorage]:
         raise ConfigurationError(f"{storage.where}: {exc}") from None
 
 
-def instantiate(storage: StorageConfig) -> tuple[DataStorage, set[str]]:
-    """A new, unconnected adapter for a storage entry, and the secrets its configuration holds."""
+class Instance(NamedTuple):
+    """What one storage entry becomes: its adapter (not connected yet), its secrets and its result cache."""
+
+    adapter: DataStorage
+    secrets: set[str]
+    cache: Cache | None
+
+
+def instantiate(storage: StorageConfig) -> Instance:
+    """Build a storage entry: every configuration error surfaces here, before any I/O."""
     cls = resolve_class(storage)
     configuration = copy.deepcopy(storage.configuration)
     if isinstance(configuration, dict):
@@ -56,10 +64,11 @@ def instantiate(storage: StorageConfig) -> tuple[DataStorage, set[str]]:
             f"its options are: {options or 'none'}"
         ) from None
     try:
-        return cls(*args, **kwargs), known_secrets
+        adapter = cls(*args, **kwargs)
     except Exception as exc:
         message = secrets.scrub(str(exc), known_secrets)
         raise ConfigurationError(f"{storage.where}: {cls.__name__} rejected its configuration: {message}") from None
+    return Instance(adapter, known_secrets, _cache(storage))
 
 
 def _cache(storage: StorageConfig) -> Cache | None:
@@ -81,8 +90,7 @@ class _Slot:
 
     def __init__(self, storage: StorageConfig) -> None:
         self.config = storage
-        self.adapter, self.secrets = instantiate(storage)
-        self.cache = _cache(storage)
+        self.adapter, self.secrets, self.cache = instantiate(storage)
         self.lock = nullcontext() if type(self.adapter).thread_safe else threading.RLock()
         self.connect_lock = threading.Lock()
 

@@ -159,7 +159,7 @@ def find(classname: str) -> StorageEntry:
         dist = FIRST_PARTY[classname]
         raise PluginError(f"no installed distribution provides classname {classname!r}; install it: pip install {dist}")
     known = sorted({e.classname for e in all_entries} | set(FIRST_PARTY))
-    close = difflib.get_close_matches(classname, known, n=3, cutoff=0.5)
+    close = difflib.get_close_matches(classname, known, n=3, cutoff=0.75)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else f"installed: {', '.join(known)}"
     raise PluginError(f"no installed distribution provides classname {classname!r}; {hint}")
 
