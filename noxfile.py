@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import nox
@@ -33,7 +34,16 @@ def tests(session: nox.Session, package: str) -> None:
     if not (ROOT / package / "pyproject.toml").exists():
         session.skip(f"{package} does not exist yet")
     session.install("-e", CORE, "-e", package, *_test_requirements(package))
-    session.run("pytest", f"{package}/tests", "-m", "not wheels", *session.posargs)
+    # Tests put this secret into configurations; the whole report (every test's output and log records, passed
+    # ones included) is then searched for it.
+    secret = f"planted-{uuid.uuid4().hex}"
+    output = session.run(
+        "pytest", f"{package}/tests", "-m", "not wheels", "-rA", "--log-level=DEBUG", *session.posargs,
+        env={"SELINON_PLANTED_SECRET": secret}, silent=True,
+    )  # fmt: skip
+    print(output)
+    if output and secret in output:
+        session.error(f"the planted secret appeared in the output of {package}'s tests (search for 'planted-')")
 
 
 def _build(session: nox.Session) -> Path:

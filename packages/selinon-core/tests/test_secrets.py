@@ -26,3 +26,37 @@ def test_mask_configuration() -> None:
 def test_scrub_replaces_known_secrets_and_url_passwords() -> None:
     text = "failed for user u with pw hunter2 at postgresql://u:other@h/d"
     assert scrub(text, {"hunter2"}) == "failed for user u with pw *** at postgresql://u:***@h/d"
+
+
+def test_planted_secret_never_shown(tmp_path, capsys, caplog, make_distribution) -> None:  # type: ignore[no-untyped-def]
+    """Everything this test prints or logs lands in the run's report, which nox searches for the secret."""
+    import logging
+
+    import pytest
+    from conftest import adapter_source
+
+    from selinon import StorageError, StoragePool
+    from selinon.cli import main
+    from selinon.testing import planted_secret
+
+    secret = planted_secret()
+    make_distribution("acme-fail", storages={"Acme": "acme_fail:Acme"}, modules={"acme_fail": adapter_source("Acme")})
+    config = tmp_path / "nodes.yaml"
+    config.write_text(
+        "storages:\n"
+        f"  - {{name: Bad, classname: Acme, configuration: {{greeting: fail, password: '{secret}'}}}}\n"
+        f"  - {{name: Url, classname: Watched, import: probe_adapters, configuration: {{password: 'x://u:{secret}@h'}}}}\n"
+        "tasks: [{name: T, storage: Bad}]\n"
+    )
+    caplog.set_level(logging.DEBUG)
+    loaded = StoragePool.configure(config)
+    logging.getLogger("test").info("configuration: %r %s", loaded.storages, loaded.storages["Url"])
+    with pytest.raises(StorageError) as raised:
+        StoragePool.set(None, "f", "T", "id", 1)
+    print(raised.value, repr(raised.value), repr(StoragePool.get_storage("Bad")))
+    with pytest.raises(SystemExit):
+        main(["storages", "check", "-c", str(config), "--json"])
+    out, err = capsys.readouterr()
+    print(out, err)
+    assert secret not in out + err + caplog.text
+    assert "***" in out

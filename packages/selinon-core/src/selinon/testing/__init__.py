@@ -11,6 +11,6 @@ Needs pytest, and is imported only by tests::
 """
 
 from selinon.testing.contract import StorageContract
-from selinon.testing.services import ServerProcess, free_port, require_service, wait_for_port
+from selinon.testing.services import ServerProcess, free_port, planted_secret, require_service, wait_for_port
 
-__all__ = ["ServerProcess", "StorageContract", "free_port", "require_service", "wait_for_port"]
+__all__ = ["ServerProcess", "StorageContract", "free_port", "planted_secret", "require_service", "wait_for_port"]

@@ -45,6 +45,15 @@ def require_service(what: str, host: str, port: int, how_to_start: str, timeout:
     pytest.skip(message)
 
 
+def planted_secret() -> str:
+    """A unique secret for tests to put in configurations (passwords, secret keys).
+
+    ``nox`` sets ``SELINON_PLANTED_SECRET`` for a full test run and then searches all of the run's output
+    (test reports, captured logs and command output) for it: finding it anywhere fails the run.
+    """
+    return os.environ.get("SELINON_PLANTED_SECRET") or f"planted-{os.getpid()}-{time.time_ns()}"
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
