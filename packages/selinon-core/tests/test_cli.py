@@ -161,3 +161,16 @@ def test_python_dash_m_selinon(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Results" in done.stdout
+
+
+def test_plugins_list_imports_no_adapter_module_nor_yaml() -> None:
+    script = (
+        "import sys\n"
+        "from selinon.cli import main\n"
+        "try:\n    main(['plugins', 'list'])\nexcept SystemExit:\n    pass\n"
+        "heavy = ('yaml', 'sqlalchemy', 'redis', 'pymongo', 'boto3', 'botocore', 'selinon.storages.filesystem',"
+        " 'selinon.storages.memory', 'selinon.pool')\n"
+        "print('IMPORTED', sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "IMPORTED []"

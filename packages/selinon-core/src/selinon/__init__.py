@@ -1,4 +1,12 @@
-"""Selinon core: the storage API, configuration, storage pool and plugin discovery."""
+"""Selinon core: the storage API, configuration, storage pool and plugin discovery.
+
+``StoragePool`` and ``hookimpl`` are imported on first use, so that commands and workers that need neither do not
+pay for YAML and pluggy at start-up.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from selinon.errors import (
     ConfigurationError,
@@ -7,11 +15,15 @@ from selinon.errors import (
     SelinonMissingDataException,
     StorageError,
 )
-from selinon.hookspecs import hookimpl
-from selinon.pool import StoragePool
 from selinon.storage import DataStorage, describe_error
 
+if TYPE_CHECKING:
+    from selinon.hookspecs import hookimpl
+    from selinon.pool import StoragePool
+
 __version__ = "0.1.0"
+
+_LAZY = {"StoragePool": "selinon.pool", "hookimpl": "selinon.hookspecs"}
 
 __all__ = [
     "ConfigurationError",
@@ -25,3 +37,13 @@ __all__ = [
     "describe_error",
     "hookimpl",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'selinon' has no attribute {name!r}")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
-import time
-import uuid
 import warnings
 from typing import Any
 
@@ -91,8 +88,8 @@ def _entry_json(entry: registry.StorageEntry, status: str, reason: str | None = 
 
 
 def _broken_hook_plugins() -> list[dict[str, Any]]:
-    from selinon.plugins import broken_plugins
-
+    plugins_module = sys.modules.get("selinon.plugins")  # loaded by registry.entries() when there are any
+    broken_plugins: dict[str, str] = getattr(plugins_module, "broken_plugins", {})
     return [
         {
             "classname": None,
@@ -159,6 +156,8 @@ def plugins_check(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_show(classname: str, as_json: bool) -> None:
     """Show one adapter: where it comes from and its configuration options with defaults."""
+    import inspect
+
     from selinon.secrets import is_secret_option
 
     entry = registry.find(classname)
@@ -261,6 +260,9 @@ def storages_check(files: tuple[str, ...], names: tuple[str, ...], as_json: bool
 
 
 def _probe(storage: Any, adapter: Any, known_secrets: set[str]) -> dict[str, Any]:
+    import time
+    import uuid
+
     from selinon.secrets import scrub
 
     task_id = f"selinon-check-{uuid.uuid4()}"

@@ -6,8 +6,8 @@ command checks it (importing a driver costs 150-250 ms on every worker start).
 
 from __future__ import annotations
 
-import difflib
 import importlib
+import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +15,6 @@ from typing import Any
 import importlib_metadata
 
 from selinon.errors import PluginError
-from selinon.plugins import load_plugins, plugin_distributions
 from selinon.storage import DataStorage
 
 GROUP = "selinon.storages"
@@ -128,6 +127,10 @@ def entries() -> list[StorageEntry]:
             name = name or cls.__name__
         found.append(StorageEntry(classname=name, value=value, source="hook", _class=cls_obj))
 
+    if "selinon.plugins" not in sys.modules and not importlib_metadata.entry_points(group="selinon"):
+        return found  # no hook plugin installed nor registered in code: spare every command pluggy's import
+    from selinon.plugins import load_plugins, plugin_distributions
+
     pm = load_plugins()
     for impl in pm.hook.register_storages.get_hookimpls():
         before = len(found)
@@ -158,6 +161,8 @@ def find(classname: str) -> StorageEntry:
     if classname in FIRST_PARTY:
         dist = FIRST_PARTY[classname]
         raise PluginError(f"no installed distribution provides classname {classname!r}; install it: pip install {dist}")
+    import difflib
+
     known = sorted({e.classname for e in all_entries} | set(FIRST_PARTY))
     close = difflib.get_close_matches(classname, known, n=3, cutoff=0.75)
     hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else f"installed: {', '.join(known)}"
