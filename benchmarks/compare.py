@@ -1,0 +1,80 @@
+"""Side-by-side measurement: two workloads run in alternating rounds, and only their ratio is reported.
+
+On a shared, noisy machine absolute rates drift from one minute to the next; alternating rounds (A, B, A, B...)
+expose both workloads to the same drift, and the median of per-round ratios discards the outliers.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Comparison:
+    name: str
+    ours: float  # median rate (operations per second) or median seconds, per `unit`
+    baseline: float
+    ratio: float  # ours / baseline, per round, median
+    unit: str
+    target: str
+    met: bool
+    note: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+def rate(work: Callable[[int], None], seconds: float) -> float:
+    """Operations per second of ``work(n)`` (which performs n operations), run for about ``seconds``."""
+    n, start = 0, time.perf_counter()
+    batch = 1
+    while True:
+        work(batch)
+        n += batch
+        elapsed = time.perf_counter() - start
+        if elapsed >= seconds:
+            return n / elapsed
+        batch = min(batch * 2, 256)
+
+
+def compare_rates(
+    ours: Callable[[int], None], baseline: Callable[[int], None], rounds: int, seconds: float
+) -> tuple[float, float, float]:
+    """Median rate of each and the median of per-round ratios (ours / baseline); higher is better."""
+    ours(1), baseline(1)  # warm up connections and caches
+    pairs = []
+    for round_ in range(rounds):
+        if round_ % 2:  # alternate which goes first, so neither always runs on a warmer machine
+            b = rate(baseline, seconds)
+            a = rate(ours, seconds)
+        else:
+            a = rate(ours, seconds)
+            b = rate(baseline, seconds)
+        pairs.append((a, b))
+    return (
+        statistics.median(a for a, _ in pairs),
+        statistics.median(b for _, b in pairs),
+        statistics.median(a / b for a, b in pairs),
+    )
+
+
+def compare_times(ours: Callable[[], None], baseline: Callable[[], None], rounds: int) -> tuple[float, float, float]:
+    """Median wall time of each and the median of per-round ratios (ours / baseline); lower is better."""
+    ours(), baseline()
+    pairs = []
+    for round_ in range(rounds):
+        order = [(0, ours), (1, baseline)] if round_ % 2 == 0 else [(1, baseline), (0, ours)]
+        times = [0.0, 0.0]
+        for index, work in order:
+            start = time.perf_counter()
+            work()
+            times[index] = time.perf_counter() - start
+        pairs.append((times[0], times[1]))
+    return (
+        statistics.median(a for a, _ in pairs),
+        statistics.median(b for _, b in pairs),
+        statistics.median(a / b for a, b in pairs),
+    )
