@@ -11,7 +11,7 @@ MASK = "***"
 # Option names whose values are secrets, whatever the adapter (case-insensitive, anywhere in the name).
 _SECRET_NAME = re.compile(r"pass(word|wd|phrase)?$|secret|token|credential|private_key|api_key|session_key", re.I)
 # user:password@ inside any URL or connection string.
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s/]+)(?=@)", re.I)
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s]+)(?=@)", re.I)
 
 
 def is_secret_option(name: str, extra: Iterable[str] = ()) -> bool:

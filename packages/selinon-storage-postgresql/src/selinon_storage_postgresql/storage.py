@@ -1,0 +1,448 @@
+"""Task results in one SQL table, through SQLAlchemy: PostgreSQL first, and SQLite, MariaDB and MySQL too."""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import math
+import re
+import threading
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql, postgresql, sqlite
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.schema import CreateTable
+
+from selinon.errors import SelinonMissingDataException, StorageError
+from selinon.secrets import scrub
+from selinon.storage import DataStorage, ExcInfo, describe_error
+
+DEFAULT_TABLE = "selinon_results"
+#: A name every supported database takes unquoted and that needs no escaping anywhere (63 is PostgreSQL's limit).
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+_BACKENDS = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MySQL/MariaDB", "mariadb": "MariaDB"}
+_DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+_EXTRAS = {"pymysql": "PyMySQL (pip install 'selinon-storage-postgresql[mysql]')", "psycopg": "psycopg[binary]"}
+_MYSQL = ("mysql", "mariadb")
+#: PostgreSQL SQLSTATEs that mean another process created the database first.
+_ALREADY_CREATED = ("42P04", "23505")
+
+
+def _verbatim(value: Any) -> Any:
+    """The engine's JSON (de)serialiser: values reach the JSON columns as JSON text the adapter wrote, and leave
+    them as the text stored, so that no driver or database re-encodes a number on the way."""
+    return value
+
+
+def _dump(value: Any) -> str:
+    """JSON text for a value, or TypeError/ValueError before any I/O (sets, objects, NaN, lone surrogates)."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text.encode("utf-8")  # a lone surrogate would fail only inside the driver, after the statement started
+    return text
+
+
+def _load(text: str | bytes) -> Any:
+    return json.loads(text)
+
+
+def _task_key(task_id: str) -> str:
+    """The unique key of a record: fixed length, so every backend can index it (MariaDB cannot index a long
+    TEXT), and built from the whole id, so no id is ever read as a pattern or a path."""
+    if not isinstance(task_id, str):
+        raise TypeError(f"task_id must be a string, not {type(task_id).__name__}")
+    return hashlib.sha256(task_id.encode("utf-8")).hexdigest()
+
+
+def _json_type(dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+    """A column type that keeps JSON text exactly as written.
+
+    PostgreSQL ``json`` (``jsonb`` would turn the float 1e16 into the integer 10000000000000000, lose the sign of
+    -0.0 and refuse "\\u0000"); MariaDB ``JSON`` (an alias of LONGTEXT checked by JSON_VALID); LONGTEXT on MySQL,
+    whose binary JSON type rewrites numbers; TEXT on SQLite, where a column typed JSON would turn "12" into 12.
+    """
+    if dialect.name == "postgresql":
+        return postgresql.JSON(none_as_null=True)
+    if dialect.name in _MYSQL:
+        return mysql.JSON(none_as_null=True) if getattr(dialect, "is_mariadb", False) else mysql.LONGTEXT()
+    return sa.Text()
+
+
+def _table(name: str, dialect: sa.Dialect) -> sa.Table:
+    json_type = _json_type(dialect)
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        sa.Column("task_key", sa.String(64), nullable=False, unique=True),
+        sa.Column("task_id", sa.Text(), nullable=False),
+        sa.Column("flow_name", sa.Text(), nullable=False),
+        sa.Column("task_name", sa.Text(), nullable=False),
+        sa.Column("node_args", json_type, nullable=False),
+        sa.Column("result", json_type, nullable=True),
+        sa.Column("error", json_type, nullable=True),
+        sa.Column("stored_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+        mysql_engine="InnoDB",
+        mysql_charset="utf8mb4",
+    )
+
+
+def _is_utf8(encoding: str) -> bool:
+    if encoding.lower().replace("-", "").replace("_", "") == "utf8mb4":
+        return True
+    try:
+        return codecs.lookup(encoding).name == "utf-8"
+    except LookupError:
+        return False
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+class SqlStorage(DataStorage):
+    """Task results in one SQL table of any database SQLAlchemy reaches: PostgreSQL, SQLite, MariaDB or MySQL.
+
+    One row per task id, upserted in one statement; results are kept as the exact JSON text written.
+
+    :param connection_string: an SQLAlchemy URL; ``postgres://`` and ``postgresql://`` use psycopg 3
+    :param echo: log every SQL statement through SQLAlchemy's ``echo`` (never the password)
+    :param table_name: the table, created on connect when missing; a plain identifier
+    :param connect_timeout: seconds allowed to connect (on SQLite: to wait for a locked database)
+    :param pool_size: connections kept open in the pool
+    :param max_overflow: connections opened beyond ``pool_size`` under load, closed when returned
+    :param create_database: on PostgreSQL, create the URL's database when it does not exist
+    :param encoding: Selinon 1.x option, accepted and ignored: JSON is always stored as UTF-8
+    """
+
+    thread_safe = True
+    secret_options = frozenset({"connection_string"})
+
+    def __init__(
+        self,
+        connection_string: str,
+        echo: bool = False,
+        table_name: str = DEFAULT_TABLE,
+        connect_timeout: float = 5,
+        pool_size: int = 5,
+        max_overflow: int = 10,
+        create_database: bool = True,
+        encoding: str = "utf-8",
+    ) -> None:
+        if not isinstance(connection_string, str) or not connection_string.strip():
+            raise ValueError("`connection_string` must be an SQLAlchemy URL such as postgresql://user@host/db")
+        self._secrets = _url_secrets(connection_string)
+        self._url = self._parse_url(connection_string)
+        self._secrets |= _url_secrets(self._url)
+        for name, value in (("echo", echo), ("create_database", create_database)):
+            if not isinstance(value, bool):
+                raise ValueError(f"`{name}` must be true or false, not {value!r}")
+        if not isinstance(table_name, str) or not _IDENTIFIER.match(table_name):
+            raise ValueError(
+                f"`table_name` {table_name!r} is not a plain identifier: use letters, digits and underscores, "
+                "starting with a letter or underscore, at most 63 characters (no quotes, spaces or dots)"
+            )
+        if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, int | float) or connect_timeout <= 0:
+            raise ValueError(f"`connect_timeout` must be a positive number of seconds, not {connect_timeout!r}")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ValueError(f"`pool_size` must be a whole number of at least 1, not {pool_size!r}")
+        if isinstance(max_overflow, bool) or not isinstance(max_overflow, int) or max_overflow < 0:
+            raise ValueError(f"`max_overflow` must be a whole number of at least 0, not {max_overflow!r}")
+        if not isinstance(encoding, str) or not _is_utf8(encoding):
+            raise ValueError(
+                f"`encoding` {encoding!r} is not supported: JSON is always stored as UTF-8; "
+                "remove the option or set it to 'utf-8'"
+            )
+        self.echo = echo
+        self.table_name = table_name
+        self.connect_timeout = float(connect_timeout)
+        self.pool_size = pool_size
+        self.max_overflow = max_overflow
+        self.create_database = create_database
+        self._lock = threading.Lock()
+        self._engine: Engine | None = None
+        self._table: sa.Table | None = None
+
+    # -- options -----------------------------------------------------------------------------------------------
+
+    def _parse_url(self, connection_string: str) -> URL:
+        try:
+            url = make_url(connection_string)
+        except (ArgumentError, ValueError) as exc:
+            raise ValueError(f"`connection_string` is not an SQLAlchemy URL: {self._scrub(str(exc))}") from None
+        if url.drivername in ("postgres", "postgresql"):  # Selinon 1.x's scheme, and the driver we ship
+            url = url.set(drivername="postgresql+psycopg")
+        elif url.drivername.startswith("postgres+"):
+            url = url.set(drivername="postgresql+" + url.drivername.partition("+")[2])
+        backend = url.get_backend_name()
+        if backend not in _BACKENDS:
+            raise ValueError(
+                f"`connection_string` names the {backend!r} database; supported: postgresql://, sqlite:///, "
+                "mysql+pymysql:// (MariaDB, MySQL)"
+            )
+        try:
+            dialect = url.get_dialect()
+        except SQLAlchemyError as exc:
+            raise ValueError(f"`connection_string`: {self._scrub(str(exc))}") from None
+        if getattr(dialect, "is_async", False):
+            raise ValueError(f"`connection_string` names the asyncio driver {url.drivername!r}; use a blocking one")
+        if backend == "sqlite" and url.database in (None, "", ":memory:"):
+            raise ValueError(
+                "an in-memory SQLite database lives in one connection and cannot be shared by a pool; "
+                "use a file: sqlite:////path/to/results.sqlite"
+            )
+        return url
+
+    @property
+    def where(self) -> str:
+        """The endpoint for messages: backend, host, port and database, never a user or password."""
+        backend = self._url.get_backend_name()
+        if backend == "sqlite":
+            return f"SQLite database {self._url.database}"
+        port = self._url.port or _DEFAULT_PORTS[backend]
+        return f"{_BACKENDS[backend]} at {self._url.host or 'localhost'}:{port}/{self._url.database or ''}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.where} table={self.table_name} connected={self.is_connected()}>"
+
+    # -- connection --------------------------------------------------------------------------------------------
+
+    def connect(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                return
+            try:
+                self._engine, self._table = self._open()
+            except SQLAlchemyError as exc:
+                if not self._database_missing(exc):
+                    raise self._error("cannot connect to", exc) from None
+                if not self.create_database:
+                    raise StorageError(
+                        f"database {self._url.database!r} does not exist on {self.where}; create it, "
+                        "or set `create_database: true`"
+                    ) from None
+                if not self._create_missing_database():
+                    raise self._error("cannot connect to", exc) from None
+                try:
+                    self._engine, self._table = self._open()
+                except SQLAlchemyError as again:
+                    raise self._error("cannot connect to", again) from None
+            except ImportError as exc:
+                driver = self._url.get_driver_name()
+                raise StorageError(
+                    f"cannot connect to {self.where}: the driver {driver!r} is not installed ({exc}); "
+                    f"install {_EXTRAS.get(driver, driver)}"
+                ) from None
+
+    def disconnect(self) -> None:
+        with self._lock:
+            engine, self._engine, self._table = self._engine, None, None
+        if engine is not None:
+            engine.dispose()
+
+    def is_connected(self) -> bool:
+        return self._engine is not None
+
+    def _create_engine(self, url: URL, **extra: Any) -> Engine:
+        options: dict[str, Any] = {
+            "echo": self.echo,
+            "pool_pre_ping": True,
+            "connect_args": self._connect_args(url),
+            "json_serializer": _verbatim,
+            "json_deserializer": _verbatim,
+        }
+        if "poolclass" not in extra:  # every supported database gets a QueuePool (in-memory SQLite is refused)
+            options.update(pool_size=self.pool_size, max_overflow=self.max_overflow, pool_timeout=30)
+        return sa.create_engine(url, **options, **extra)
+
+    def _connect_args(self, url: URL) -> dict[str, Any]:
+        driver = url.get_driver_name()
+        if driver in ("psycopg", "psycopg2", "pymysql", "mysqldb"):
+            return {"connect_timeout": max(1, math.ceil(self.connect_timeout))}
+        if driver == "pysqlite":
+            return {"timeout": self.connect_timeout}
+        return {}
+
+    def _open(self) -> tuple[Engine, sa.Table]:
+        """A new engine, checked with one round trip that also creates the table when it is missing."""
+        engine = self._create_engine(self._url)
+        try:
+            with engine.begin() as conn:
+                table = _table(self.table_name, conn.dialect)
+                if conn.dialect.name == "postgresql":
+                    # CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's catalogue when processes race.
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"selinon:{table.name}"}
+                    )
+                conn.execute(CreateTable(table, if_not_exists=True))
+            self._check_layout(engine, table)
+        except BaseException:
+            engine.dispose()
+            raise
+        return engine, table
+
+    def _check_layout(self, engine: Engine, table: sa.Table) -> None:
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.select(*table.c).where(sa.false()))
+        except SQLAlchemyError as exc:
+            columns = ", ".join(table.c.keys())
+            raise StorageError(
+                f"table {self.table_name!r} in {self.where} exists but has not the columns this adapter uses "
+                f"({columns}): {self._describe(exc)}; set `table_name` to a new table"
+            ) from None
+
+    def _database_missing(self, exc: SQLAlchemyError) -> bool:
+        database = self._url.database
+        return bool(
+            database
+            and self._url.get_backend_name() == "postgresql"
+            and f'"{database}"' in str(getattr(exc, "orig", exc))
+        )
+
+    def _create_missing_database(self) -> bool:
+        """Create the URL's database through the ``postgres`` maintenance database; False if it exists."""
+        database = self._url.database
+        maintenance = self._create_engine(
+            self._url.set(database="postgres"), poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
+        )
+        try:
+            with maintenance.connect() as conn:
+                found = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": database})
+                if found.first() is not None:
+                    return False
+                quoted = conn.dialect.identifier_preparer.quote_identifier(str(database))
+                conn.execute(sa.text(f"CREATE DATABASE {quoted}"))
+        except SQLAlchemyError as exc:
+            if getattr(getattr(exc, "orig", None), "sqlstate", None) in _ALREADY_CREATED:
+                return True
+            raise StorageError(
+                f"database {database!r} does not exist on {self.where} and could not be created through the "
+                f"'postgres' database: {self._describe(exc)}; create it, or grant CREATEDB to the user"
+            ) from None
+        finally:
+            maintenance.dispose()
+        return True
+
+    # -- records -----------------------------------------------------------------------------------------------
+
+    def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> int:
+        return self._upsert(node_args, flow_name, task_name, task_id, result=_dump(result), error=None)
+
+    def store_error(self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> int:
+        return self._upsert(
+            node_args, flow_name, task_name, task_id, result=None, error=_dump(describe_error(exc_info))
+        )
+
+    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
+        found, result = self._read("result", task_id)
+        if not found:
+            raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
+        if result is None:
+            raise SelinonMissingDataException(f"task {task_id!r} failed; it has no result")
+        return _load(result)
+
+    def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, str]:
+        _found, error = self._read("error", task_id)
+        if error is None:
+            raise SelinonMissingDataException(f"task {task_id!r} has no error recorded in {self.where}")
+        return dict(_load(error))
+
+    def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
+        engine, table = self._client()
+        statement = sa.delete(table).where(table.c.task_key == _task_key(task_id))
+        try:
+            with engine.begin() as conn:
+                deleted = conn.execute(statement).rowcount
+        except SQLAlchemyError as exc:
+            raise self._error("delete failed in", exc) from None
+        if not deleted:
+            raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
+
+    def _upsert(
+        self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: str | None, error: str | None
+    ) -> int:
+        """Replace the whole record of ``task_id`` in one statement; the record id stays the same."""
+        values = {
+            "task_key": _task_key(task_id),
+            "task_id": task_id,
+            "flow_name": flow_name,
+            "task_name": task_name,
+            "node_args": _dump(node_args),
+            "result": result,
+            "error": error,
+        }
+        engine, table = self._client()
+        replaced = ("task_id", "flow_name", "task_name", "node_args", "result", "error")
+        try:
+            with engine.begin() as conn:
+                if conn.dialect.name in _MYSQL:
+                    insert = mysql.insert(table).values(values)
+                    on_duplicate = insert.on_duplicate_key_update(
+                        # LAST_INSERT_ID(id) makes the driver report the id of the row replaced, too.
+                        id=sa.func.last_insert_id(table.c.id),
+                        stored_at=sa.func.current_timestamp(),
+                        **{name: insert.inserted[name] for name in replaced},
+                    )
+                    return int(conn.execute(on_duplicate).lastrowid)
+                dialect_insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+                upsert = dialect_insert(table).values(values)
+                statement = upsert.on_conflict_do_update(
+                    index_elements=[table.c.task_key],
+                    set_={"stored_at": sa.func.current_timestamp(), **{n: upsert.excluded[n] for n in replaced}},
+                ).returning(table.c.id)
+                return int(conn.execute(statement).scalar_one())
+        except SQLAlchemyError as exc:
+            raise self._error("store failed in", exc) from None
+
+    def _read(self, column: str, task_id: str) -> tuple[bool, str | bytes | None]:
+        """Whether the record exists, and the JSON text of one of its columns (None for SQL NULL)."""
+        engine, table = self._client()
+        statement = sa.select(table.c.id, table.c[column]).where(table.c.task_key == _task_key(task_id))
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(statement).first()
+        except SQLAlchemyError as exc:
+            raise self._error("retrieve failed in", exc) from None
+        return (False, None) if row is None else (True, row[1])
+
+    def _client(self) -> tuple[Engine, sa.Table]:
+        engine, table = self._engine, self._table
+        if engine is None or table is None:
+            raise StorageError(f"{type(self).__name__} for {self.where} is not connected; call connect() first")
+        return engine, table
+
+    # -- messages ----------------------------------------------------------------------------------------------
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, self._secrets)
+
+    def _describe(self, exc: BaseException) -> str:
+        """The driver's own message (SQLAlchemy's adds the statement), on one line and without secrets."""
+        cause = getattr(exc, "orig", None) or exc
+        return self._scrub(f"{type(cause).__name__}: {_one_line(str(cause))}")
+
+    def _error(self, what: str, exc: BaseException) -> StorageError:
+        return StorageError(f"{what} {self.where}: {self._describe(exc)}")
+
+
+class PostgreSQL(SqlStorage):
+    """Task results in one PostgreSQL table (the same adapter as ``SqlStorage``, under Selinon 1.x's name).
+
+    Any SQLAlchemy URL works; ``postgres://`` and ``postgresql://`` use psycopg 3.
+    """
+
+
+def _url_secrets(url: str | URL) -> set[str]:
+    """Every form a password of the URL can take in a message: as written, decoded, and in the query."""
+    from selinon.secrets import secrets_in
+
+    if isinstance(url, str):
+        return secrets_in({"connection_string": url})
+    found = {url.password} if url.password else set()
+    for name, value in url.query.items():
+        if "pass" in name.lower() or "secret" in name.lower() or "token" in name.lower():
+            found.update([value] if isinstance(value, str) else value)
+    return {str(secret) for secret in found if secret}

@@ -1,0 +1,219 @@
+"""The adapter inside Selinon: Selinon 1.x YAML as users have it, the command line, the pool across fork()."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+import textwrap
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from conftest import engine_for
+from selinon_storage_postgresql import DEFAULT_TABLE, PostgreSQL
+from sqlalchemy.engine import make_url
+
+from selinon import StorageError, StoragePool, config
+from selinon.registry import LegacyImportWarning
+from selinon.testing import free_port, planted_secret
+
+# Selinon 1.x's documented block; only host, port and database are filled in by the tests.
+LEGACY_BLOCK = """\
+storages:
+  - name: 'MySqlStorage'
+    classname: 'PostgreSQL'
+    import: 'selinon.storages.postgresql'
+    configuration:
+      connection_string: 'postgres://postgres:{password}@{host}:{port}/{database}'
+      encoding: 'utf-8'
+      echo: false
+"""
+TASKS = """\
+tasks:
+  - name: 'MyTask'
+    storage: 'MySqlStorage'
+"""
+
+
+def legacy_yaml(server_url: str, database: str, password: str = "postgres", with_import: bool = True) -> str:
+    url = make_url(server_url)
+    text = LEGACY_BLOCK.format(password=password, host=url.host, port=url.port or 5432, database=database)
+    if not with_import:
+        text = "".join(line for line in text.splitlines(keepends=True) if "import:" not in line)
+    return text + TASKS
+
+
+def run_selinon(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "selinon", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def fresh_database(postgresql_url: str) -> Iterator[str]:
+    """A database name that does not exist yet; dropped (with whatever was created in it) afterwards."""
+    name = f"selinon_yaml_{uuid.uuid4().hex[:10]}"
+    yield name
+    StoragePool.disconnect_all()
+    engine = engine_for(postgresql_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+def use_through_pool(path: Path) -> None:
+    StoragePool.configure(path)
+    task_id = f"yaml-{uuid.uuid4()}"
+    result = {"answer": 42, "big": 2**70}
+    assert StoragePool.set({"arg": 1}, "myFlow", "MyTask", task_id, result) is not None
+    assert StoragePool.retrieve("myFlow", "MyTask", task_id) == result
+    assert isinstance(StoragePool.get_connected_storage("MySqlStorage"), PostgreSQL)
+    StoragePool.delete("myFlow", "MyTask", task_id)
+
+
+def test_selinon1_block_with_import_line(postgresql_url: str, fresh_database: str, tmp_path: Path) -> None:
+    """The block as Selinon 1.x documents it loads and runs; its database is created on first use."""
+    path = tmp_path / "nodes.yaml"
+    path.write_text(legacy_yaml(postgresql_url, fresh_database))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        use_through_pool(path)
+    legacy = [w for w in caught if issubclass(w.category, LegacyImportWarning)]
+    assert len(legacy) == 1
+    assert "selinon.storages.postgresql" in str(legacy[0].message)
+
+
+def test_selinon1_block_verbatim(postgresql_url: str, tmp_path: Path) -> None:
+    """The block exactly as documented (database `postgres`, default table), only host and port changed."""
+    engine = engine_for(make_url(postgresql_url).set(database="postgres").render_as_string(hide_password=False))
+    try:
+        existed = sa.inspect(engine).has_table(DEFAULT_TABLE)
+        path = tmp_path / "nodes.yaml"
+        path.write_text(legacy_yaml(postgresql_url, "postgres"))
+        with pytest.warns(LegacyImportWarning):
+            use_through_pool(path)
+        StoragePool.disconnect_all()
+    finally:
+        if not existed:  # leave a table another run made; remove the one made here
+            with engine.begin() as conn:
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {DEFAULT_TABLE}"))
+        engine.dispose()
+
+
+def test_block_without_import_line_and_storages_check(postgresql_url: str, fresh_database: str, tmp_path: Path) -> None:
+    secret = planted_secret()  # trust authentication accepts any password
+    path = tmp_path / "nodes.yaml"
+    path.write_text(legacy_yaml(postgresql_url, fresh_database, password=secret, with_import=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", LegacyImportWarning)
+        use_through_pool(path)
+    StoragePool.disconnect_all()
+    checked = run_selinon("storages", "check", "-c", str(path), "--json")
+    assert checked.returncode == 0, checked.stderr
+    [report] = json.loads(checked.stdout)
+    assert (report["storage"], report["classname"], report["status"]) == ("MySqlStorage", "PostgreSQL", "ok")
+    assert secret not in checked.stdout + checked.stderr
+
+
+def test_storages_check_reports_a_down_server_without_the_password(tmp_path: Path) -> None:
+    secret = planted_secret()
+    port = free_port()
+    path = tmp_path / "nodes.yaml"
+    path.write_text(legacy_yaml(f"postgresql://127.0.0.1:{port}/x", "test", password=secret, with_import=False))
+    checked = run_selinon("storages", "check", "-c", str(path))
+    assert checked.returncode == 1
+    assert f"PostgreSQL at 127.0.0.1:{port}/test" in checked.stdout
+    assert secret not in checked.stdout + checked.stderr
+
+
+def test_pool_errors_and_reprs_hide_the_password(
+    postgresql_url: str, table_name: str, created_tables: set[tuple[str, str]], tmp_path: Path
+) -> None:
+    created_tables.add((postgresql_url, table_name))
+    secret = planted_secret()
+    url = make_url(postgresql_url).set(password=secret).render_as_string(hide_password=False)
+    path = tmp_path / "nodes.yaml"
+    path.write_text(
+        textwrap.dedent(f"""\
+            storages:
+              - name: 'Results'
+                classname: 'SqlStorage'
+                configuration: {{connection_string: '{url}', table_name: '{table_name}'}}
+            tasks:
+              - name: 'MyTask'
+                storage: 'Results'
+            """)
+    )
+    configuration = StoragePool.configure(path)
+    storage = StoragePool.get_connected_storage("Results")
+    with pytest.raises(StorageError) as raised:
+        StoragePool.set(None, "flow", "MyTask", "nul\x00", 1)
+    for text in (repr(storage), str(storage), repr(configuration.storages["Results"]), str(raised.value)):
+        assert secret not in text
+    assert "Results" in str(raised.value)
+
+
+def test_plugins_list_shows_both_classnames() -> None:
+    listed = run_selinon("plugins", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    ours = {e["classname"]: e for e in json.loads(listed.stdout) if e["distribution"] == "selinon-storage-postgresql"}
+    assert set(ours) == {"PostgreSQL", "SqlStorage"}
+    assert ours["PostgreSQL"]["target"] == "selinon_storage_postgresql:PostgreSQL"
+    assert ours["SqlStorage"]["target"] == "selinon_storage_postgresql:SqlStorage"
+    assert {e["status"] for e in ours.values()} == {"installed"}
+    assert {e["version"] for e in ours.values()} == {"0.1.0"}
+
+
+def _store_in_child(prefix: str, child: int) -> None:
+    for n in range(5):
+        StoragePool.set({"child": child}, "forkFlow", "ForkTask", f"{prefix}-{child}-{n}", {"child": child, "n": n})
+
+
+def test_fork_children_use_their_own_connections(
+    backend_url: str, table_name: str, created_tables: set[tuple[str, str]], tmp_path: Path
+) -> None:
+    created_tables.add((backend_url, table_name))
+    path = tmp_path / "nodes.yaml"
+    path.write_text(
+        textwrap.dedent(f"""\
+            storages:
+              - name: 'Results'
+                classname: 'SqlStorage'
+                configuration: {{connection_string: '{backend_url}', table_name: '{table_name}'}}
+            tasks:
+              - name: 'ForkTask'
+                storage: 'Results'
+            """)
+    )
+    StoragePool.configure(path)
+    prefix = f"fork-{uuid.uuid4()}"
+    StoragePool.set(None, "forkFlow", "ForkTask", f"{prefix}-parent", "before fork")
+    context = multiprocessing.get_context("fork")
+    children = [context.Process(target=_store_in_child, args=(prefix, child)) for child in range(3)]
+    for child in children:
+        child.start()
+    for child in children:
+        child.join(60)
+    assert [child.exitcode for child in children] == [0, 0, 0]
+    for child in range(3):
+        for n in range(5):
+            found = StoragePool.retrieve("forkFlow", "ForkTask", f"{prefix}-{child}-{n}")
+            assert found == {"child": child, "n": n}
+    # The parent's pooled connections were left alone by the children: they still work.
+    assert StoragePool.retrieve("forkFlow", "ForkTask", f"{prefix}-parent") == "before fork"
+    StoragePool.set(None, "forkFlow", "ForkTask", f"{prefix}-parent", "after fork")
+    assert StoragePool.retrieve("forkFlow", "ForkTask", f"{prefix}-parent") == "after fork"
+
+
+def test_configuration_loads_without_connecting(tmp_path: Path) -> None:
+    """Loading and instantiating does no I/O: a configuration for an absent server loads fine."""
+    path = tmp_path / "nodes.yaml"
+    path.write_text(legacy_yaml(f"postgresql://127.0.0.1:{free_port()}/x", "test", with_import=False))
+    loaded = config.load(path)
+    StoragePool.configure(loaded)
+    assert not StoragePool.get_storage("MySqlStorage").is_connected()
