@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from selinon import DataStorage
+from selinon import DataStorage, TransientStorageError
 from selinon.storages.memory import InMemoryStorage
 
 
@@ -71,10 +71,11 @@ class Flaky(InMemoryStorage):
     """Fails its first ``failures`` store/retrieve/delete calls with a lost connection, after doing the work when
     ``after_work`` is set (the reply was lost, not the request)."""
 
-    def __init__(self, failures: int = 0, after_work: bool = False) -> None:
+    def __init__(self, failures: int = 0, after_work: bool = False, wrapped: bool = False) -> None:
         super().__init__(json=True)
         self.failures = failures
         self.after_work = after_work
+        self.wrapped = wrapped  # raise the core's TransientStorageError, as an adapter that wraps its driver does
         self.attempts = 0
 
     def _maybe_fail(self, work: Any) -> Any:
@@ -82,6 +83,8 @@ class Flaky(InMemoryStorage):
         if self.attempts <= self.failures:
             if self.after_work:
                 work()
+            if self.wrapped:
+                raise TransientStorageError("lost the connection to the test server")
             raise ConnectionResetError("connection reset by peer")
         return work()
 

@@ -41,6 +41,17 @@ def test_transient_errors_are_retried(tmp_path: Path) -> None:
     assert StoragePool.retrieve("f", "T", "id") == {"ok": 1}
 
 
+def test_adapters_own_transient_error_is_retried(tmp_path: Path) -> None:
+    storage = configure(tmp_path, "{failures: 2, wrapped: true}")
+    StoragePool.set(None, "f", "T", "id", "v")
+    assert storage.attempts == 3
+    storage.failures, storage.attempts = 10, 0
+    with pytest.raises(
+        StorageError, match=r"store failed after 4 attempts in [\d.]+s: lost the connection to the test server$"
+    ):
+        StoragePool.set(None, "f", "T", "id", "v")
+
+
 def test_gives_up_after_attempts_with_a_clear_error(tmp_path: Path) -> None:
     storage = configure(tmp_path, "{failures: 10}")
     with pytest.raises(

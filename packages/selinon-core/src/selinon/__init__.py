@@ -14,6 +14,7 @@ from selinon.errors import (
     SelinonError,
     SelinonMissingDataException,
     StorageError,
+    TransientStorageError,
 )
 from selinon.storage import DataStorage, describe_error
 
@@ -33,6 +34,7 @@ __all__ = [
     "SelinonMissingDataException",
     "StorageError",
     "StoragePool",
+    "TransientStorageError",
     "__version__",
     "describe_error",
     "hookimpl",

@@ -19,6 +19,13 @@ class StorageError(SelinonError):
     """A storage could not do what was asked (server unreachable, deadline passed, result not storable)."""
 
 
+class TransientStorageError(StorageError):
+    """The storage could not be reached for now (connection lost, server restarting): trying again may succeed.
+
+    An adapter that wraps its driver's errors raises this one for those, so the pool retries them.
+    """
+
+
 class PluginError(SelinonError):
     """A storage plugin cannot be used: not installed, broken, ambiguous, or incompatible with this core."""
 

@@ -12,6 +12,8 @@ import traceback
 from types import TracebackType
 from typing import Any, ClassVar, TypeAlias
 
+from selinon.errors import TransientStorageError
+
 ExcInfo: TypeAlias = tuple[type[BaseException], BaseException, TracebackType | None]
 
 
@@ -28,7 +30,7 @@ class DataStorage(abc.ABC):
 
     #: Exceptions that mean "try again": a lost connection, a server restarting. The pool retries calls that
     #: raise them, within the storage's ``retry:`` policy; any other exception fails the call at once.
-    transient_errors: ClassVar[tuple[type[BaseException], ...]] = (ConnectionError, TimeoutError)
+    transient_errors: ClassVar[tuple[type[BaseException], ...]] = (TransientStorageError, ConnectionError, TimeoutError)
 
     #: Option names whose values are secrets, beside those the core recognises by name (``password``,
     #: ``*secret*``, ``*token*``...). Their values are hidden from output, logs and error messages.
