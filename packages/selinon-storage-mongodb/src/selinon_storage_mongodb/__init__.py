@@ -1,0 +1,7 @@
+"""Selinon storage adapter for MongoDB (pymongo): one document per task id, in one collection."""
+
+from selinon_storage_mongodb.storage import MongoDB
+
+__version__ = "0.1.0"
+
+__all__ = ["MongoDB", "__version__"]
