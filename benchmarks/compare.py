@@ -7,6 +7,7 @@ expose both workloads to the same drift, and the median of per-round ratios disc
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,19 +41,50 @@ def rate(work: Callable[[int], None], seconds: float) -> float:
         batch = min(batch * 2, 256)
 
 
+def threaded_rate(works: list[Callable[[int], None]], seconds: float) -> float:
+    """Operations per second of several threads, each running its own ``work`` until the time is up."""
+    counts = [0] * len(works)
+    start = time.perf_counter()
+    deadline = start + seconds
+
+    def loop(index: int) -> None:
+        while time.perf_counter() < deadline:
+            works[index](1)
+            counts[index] += 1
+
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(len(works))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
 def compare_rates(
-    ours: Callable[[int], None], baseline: Callable[[int], None], rounds: int, seconds: float
+    ours: Callable[[int], None] | list[Callable[[int], None]],
+    baseline: Callable[[int], None] | list[Callable[[int], None]],
+    rounds: int,
+    seconds: float,
 ) -> tuple[float, float, float]:
-    """Median rate of each and the median of per-round ratios (ours / baseline); higher is better."""
-    ours(1), baseline(1)  # warm up connections and caches
+    """Median rate of each and the median of per-round ratios (ours / baseline); higher is better.
+
+    A list of workloads runs as that many threads, each with its own workload.
+    """
+
+    def measure(work: Callable[[int], None] | list[Callable[[int], None]]) -> float:
+        return threaded_rate(work, seconds) if isinstance(work, list) else rate(work, seconds)
+
+    for work in (ours, baseline):  # warm up connections and caches
+        for one in work if isinstance(work, list) else [work]:
+            one(1)
     pairs = []
     for round_ in range(rounds):
         if round_ % 2:  # alternate which goes first, so neither always runs on a warmer machine
-            b = rate(baseline, seconds)
-            a = rate(ours, seconds)
+            b = measure(baseline)
+            a = measure(ours)
         else:
-            a = rate(ours, seconds)
-            b = rate(baseline, seconds)
+            a = measure(ours)
+            b = measure(baseline)
         pairs.append((a, b))
     return (
         statistics.median(a for a, _ in pairs),

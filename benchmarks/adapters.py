@@ -1,0 +1,253 @@
+"""Adapter overhead, pool scaling and payload sizes: each adapter against its raw driver doing the same work.
+
+"The same work" means the same server, the same record (flow name, task name, node args and result, serialised
+the same way), the same statements or commands and the same number of round trips. What remains between the
+two rates is what the adapter and the pool add.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from compare import Comparison, compare_rates
+
+FLOW, TASK, NODE_ARGS = "benchFlow", "benchTask", {"url": "https://example.com/page"}
+
+
+def payload(size: int) -> dict[str, Any]:
+    """A JSON result of about ``size`` bytes."""
+    return {"status": "ok", "items": list(range(10)), "text": "x" * max(0, size - 80)}
+
+
+@dataclass
+class Raw:
+    """The raw driver's side of a backend: the adapter's record layout written by hand."""
+
+    store: Callable[[str, Any], None]
+    retrieve: Callable[[str], Any]
+    close: Callable[[], None] = lambda: None
+
+
+@dataclass
+class Backend:
+    name: str
+    classname: str
+    configuration: dict[str, Any]
+    raw: Callable[[dict[str, Any]], Raw]
+    cleanup: Callable[[dict[str, Any]], None] = field(default=lambda configuration: None)
+
+
+# -- raw drivers -----------------------------------------------------------------------------------------------
+
+
+def _record(result: Any) -> dict[str, Any]:
+    return {"flow_name": FLOW, "task_name": TASK, "node_args": NODE_ARGS, "result": result}
+
+
+def raw_redis(configuration: dict[str, Any]) -> Raw:
+    import redis
+
+    client = redis.Redis(host=configuration["host"], port=configuration["port"], db=configuration.get("db", 0))
+    prefix = configuration["key_prefix"]
+
+    def store(task_id: str, result: Any) -> None:
+        client.set(prefix + task_id, json.dumps(_record(result), ensure_ascii=False).encode("utf-8"))
+
+    def retrieve(task_id: str) -> Any:
+        return json.loads(client.get(prefix + task_id).decode("utf-8"))["result"]
+
+    return Raw(store, retrieve, client.close)
+
+
+def raw_sql(configuration: dict[str, Any]) -> Raw:
+    import hashlib
+
+    import sqlalchemy as sa
+
+    # As the adapter does: JSON text in and out unchanged, a pre-pinged pool; the driver's default pool size.
+    verbatim = lambda value: value  # noqa: E731
+    engine = sa.create_engine(
+        configuration["connection_string"].replace("postgresql://", "postgresql+psycopg://", 1),
+        pool_pre_ping=True, json_serializer=verbatim, json_deserializer=verbatim,
+    )  # fmt: skip
+    table = configuration["table_name"]
+    upsert = sa.text(
+        f"INSERT INTO {table} (task_key, task_id, flow_name, task_name, node_args, result, error) "
+        "VALUES (:task_key, :task_id, :flow_name, :task_name, :node_args, :result, NULL) "
+        "ON CONFLICT (task_key) DO UPDATE SET task_id = excluded.task_id, flow_name = excluded.flow_name, "
+        "task_name = excluded.task_name, node_args = excluded.node_args, result = excluded.result, "
+        "error = excluded.error, stored_at = CURRENT_TIMESTAMP RETURNING id"
+    )
+    select = sa.text(f"SELECT id, result FROM {table} WHERE task_key = :task_key")
+
+    def key(task_id: str) -> str:
+        return hashlib.sha256(task_id.encode("utf-8")).hexdigest()
+
+    def store(task_id: str, result: Any) -> None:
+        values = {
+            "task_key": key(task_id), "task_id": task_id, "flow_name": FLOW, "task_name": TASK,
+            "node_args": json.dumps(NODE_ARGS, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
+            "result": json.dumps(result, ensure_ascii=False, allow_nan=False, separators=(",", ":")),
+        }  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(upsert, values).scalar_one()
+
+    def retrieve(task_id: str) -> Any:
+        with engine.connect() as conn:
+            row = conn.execute(select, {"task_key": key(task_id)}).first()
+        return json.loads(row[1])
+
+    return Raw(store, retrieve, engine.dispose)
+
+
+def drop_sql_table(configuration: dict[str, Any]) -> None:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(configuration["connection_string"])
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP TABLE IF EXISTS {configuration['table_name']}"))
+    engine.dispose()
+
+
+def raw_mongodb(configuration: dict[str, Any]) -> Raw:
+    import datetime
+
+    import pymongo
+
+    client: Any = pymongo.MongoClient(host=configuration["host"], port=configuration["port"])
+    records = client[configuration["db_name"]][configuration["collection_name"]]
+    fields = {"_id": False, "result": True, "result_json": True, "error": True, "error_json": True}
+
+    def store(task_id: str, result: Any) -> None:
+        document = {
+            "task_id": task_id, "flow_name": FLOW, "task_name": TASK, "node_args": NODE_ARGS, "result": result,
+            "stored_at": datetime.datetime.now(datetime.timezone.utc),
+        }  # fmt: skip
+        # The adapter's round trips: the upsert, and for a replaced record one read of its _id (the record id).
+        if records.replace_one({"task_id": task_id}, document, upsert=True).upserted_id is None:
+            records.find_one({"task_id": task_id}, {"_id": True})
+
+    def retrieve(task_id: str) -> Any:
+        return records.find_one({"task_id": task_id}, fields)["result"]
+
+    return Raw(store, retrieve, client.close)
+
+
+BACKENDS: dict[str, Callable[[dict[str, str]], Backend]] = {}
+
+
+def backend(name: str) -> Callable[[Callable[[dict[str, str]], Backend]], Callable[[dict[str, str]], Backend]]:
+    def register(make: Callable[[dict[str, str]], Backend]) -> Callable[[dict[str, str]], Backend]:
+        BACKENDS[name] = make
+        return make
+
+    return register
+
+
+@backend("PostgreSQL")
+def postgresql(servers: dict[str, str]) -> Backend:
+    table = f"bench_{uuid.uuid4().hex[:12]}"
+    configuration = {"connection_string": servers["postgresql"], "table_name": table}
+    return Backend("PostgreSQL", "PostgreSQL", configuration, raw_sql, drop_sql_table)
+
+
+@backend("Redis")
+def redis_backend(servers: dict[str, str]) -> Backend:
+    host, _, port = servers["redis"].partition(":")
+    configuration = {"host": host, "port": int(port), "key_prefix": f"selinon-bench-{uuid.uuid4().hex[:8]}:"}
+
+    def cleanup(configuration: dict[str, Any]) -> None:
+        import redis
+
+        client = redis.Redis(host=host, port=int(port))
+        for key in client.scan_iter(match=configuration["key_prefix"] + "*", count=1000):
+            client.delete(key)
+        client.close()
+
+    return Backend("Redis", "Redis", configuration, raw_redis, cleanup)
+
+
+@backend("MongoDB")
+def mongodb(servers: dict[str, str]) -> Backend:
+    host, _, port = servers["mongodb"].partition(":")
+    configuration = {"host": host, "port": int(port), "db_name": "selinon_bench", "collection_name": f"bench_{uuid.uuid4().hex[:8]}"}
+
+    def cleanup(configuration: dict[str, Any]) -> None:
+        import pymongo
+
+        client: Any = pymongo.MongoClient(host=host, port=int(port))
+        client[configuration["db_name"]].drop_collection(configuration["collection_name"])
+        client.close()
+
+    return Backend("MongoDB", "MongoDB", configuration, raw_mongodb, cleanup)
+
+
+# -- measurements ----------------------------------------------------------------------------------------------
+
+
+def _pairs(store: Callable[[str, Any], None], retrieve: Callable[[str], Any], result: Any, ids: Any) -> Callable[[int], None]:
+    """A workload of n store+retrieve pairs over a rotating set of task ids (inserts first, then upserts)."""
+
+    def work(n: int) -> None:
+        for _ in range(n):
+            task_id = next(ids)
+            store(task_id, result)
+            retrieve(task_id)
+
+    return work
+
+
+def _ids(label: str, count: int = 2000) -> Any:
+    return itertools.cycle([f"{label}-{i}" for i in range(count)])
+
+
+def overhead(b: Backend, rounds: int, seconds: float, size: int = 1024) -> Comparison:
+    from selinon.registry import resolve
+
+    adapter = resolve(b.classname)(**b.configuration)
+    adapter.connect()
+    raw = b.raw(b.configuration)
+    result = payload(size)
+    try:
+        ours, base, ratio = compare_rates(
+            _pairs(lambda t, r: adapter.store(NODE_ARGS, FLOW, TASK, t, r), lambda t: adapter.retrieve(FLOW, TASK, t), result, _ids("adapter")),
+            _pairs(raw.store, raw.retrieve, result, _ids("raw")),
+            rounds, seconds,
+        )  # fmt: skip
+    finally:
+        adapter.disconnect()
+        raw.close()
+    label = "1 KB" if size == 1024 else f"{size // 1024} KB" if size < 1 << 20 else f"{size >> 20} MB"
+    name = f"{b.name}: adapter vs raw driver, {label}, 1 thread"
+    return Comparison(name, ours, base, ratio, "pairs/s", ">= 0.90", ratio >= 0.9)
+
+
+def scaling(b: Backend, pool_class: Any, threads: int, rounds: int, seconds: float) -> Comparison:
+    """The pool from ``threads`` threads against the raw driver (with its own connection pool) from as many."""
+    raw = b.raw(b.configuration)
+    result = payload(1024)
+
+    def through_pool(thread: int) -> Callable[[int], None]:
+        return _pairs(
+            lambda t, r: pool_class.set(NODE_ARGS, FLOW, TASK, t, r),
+            lambda t: pool_class.retrieve(FLOW, TASK, t),
+            result,
+            _ids(f"pool-{threads}-{thread}"),
+        )
+
+    def through_raw(thread: int) -> Callable[[int], None]:
+        return _pairs(raw.store, raw.retrieve, result, _ids(f"raw-{threads}-{thread}"))
+
+    try:
+        ours, base, ratio = compare_rates(
+            [through_pool(t) for t in range(threads)], [through_raw(t) for t in range(threads)], rounds, seconds
+        )
+    finally:
+        raw.close()
+    name = f"{b.name}: StoragePool vs raw driver, {threads} thread{'s' if threads > 1 else ''}"
+    return Comparison(name, ours, base, ratio, "pairs/s", ">= 0.90", ratio >= 0.9)

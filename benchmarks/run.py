@@ -1,0 +1,127 @@
+"""Run every benchmark and print one table of side-by-side ratios (``--json`` for machines).
+
+    nox -s bench                      # installs everything, starts the test servers, runs this
+    python benchmarks/run.py --quick  # fewer, shorter rounds
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from adapters import BACKENDS, overhead, scaling
+from compare import Comparison
+from startup import discovery_at_scale, startup
+
+ROOT = Path(__file__).parents[1]
+PACKAGES = [ROOT / "packages" / name for name in (
+    "selinon-core", "selinon-storage-postgresql", "selinon-storage-redis", "selinon-storage-mongodb", "selinon-storage-s3",
+)]  # fmt: skip
+
+
+@contextlib.contextmanager
+def servers() -> Iterator[dict[str, str]]:
+    """Where each backend's server is: the machine's PostgreSQL and Redis, and MongoDB and S3 servers started here
+    unless SELINON_BENCH_MONGODB / SELINON_BENCH_S3 name running ones."""
+    from selinon.testing import ServerProcess
+
+    found = {
+        "postgresql": os.environ.get("SELINON_BENCH_POSTGRESQL", "postgresql://postgres@127.0.0.1:5432/test"),
+        "redis": os.environ.get("SELINON_BENCH_REDIS", "127.0.0.1:6379"),
+    }
+    started = []
+    try:
+        if "SELINON_BENCH_MONGODB" in os.environ:
+            found["mongodb"] = os.environ["SELINON_BENCH_MONGODB"]
+        else:
+            mongo = ServerProcess([sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", "{port}", "--storage-path", ":memory:"], "SecantusDB").start()
+            started.append(mongo)
+            found["mongodb"] = f"127.0.0.1:{mongo.port}"
+        if "SELINON_BENCH_S3" in os.environ:
+            found["s3"] = os.environ["SELINON_BENCH_S3"]
+        else:
+            moto = ServerProcess([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"], "moto S3 server").start()
+            started.append(moto)
+            found["s3"] = f"http://127.0.0.1:{moto.port}"
+        yield found
+    finally:
+        for process in started:
+            process.stop()
+
+
+def configure_pool(classname: str, configuration: dict[str, object]):  # type: ignore[no-untyped-def]
+    from selinon import StoragePool
+    from selinon.config import from_documents
+
+    document = {
+        "storages": [{"name": "Bench", "classname": classname, "configuration": configuration}],
+        "tasks": [{"name": "benchTask", "storage": "Bench"}],
+    }
+    StoragePool.configure(from_documents([("<benchmark>", document)]))
+    return StoragePool
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds (a smoke run)")
+    parser.add_argument("--only", action="append", default=[], help="run only these parts: overhead, scaling, payload, startup, discovery")
+    args = parser.parse_args()
+    rounds, seconds = (3, 0.3) if args.quick else (7, 0.6)
+    parts = set(args.only) or {"overhead", "scaling", "payload", "startup", "discovery"}
+    results: list[Comparison] = []
+
+    def report(comparison: Comparison) -> None:
+        results.append(comparison)
+        if not args.json:
+            print(f"  {comparison.name}: ratio {comparison.ratio:.2f} ({'met' if comparison.met else 'MISSED'})", file=sys.stderr, flush=True)
+
+    with servers() as where:
+        for name, make in BACKENDS.items():
+            backend = make(where)
+            try:
+                if "overhead" in parts:
+                    report(overhead(backend, rounds, seconds))
+                if "payload" in parts:
+                    for size in (1024, 100 * 1024, 5 * 1024 * 1024):
+                        report(overhead(backend, max(3, rounds // 2), seconds * (3 if size > 1 << 20 else 1), size))
+                if "scaling" in parts:
+                    pool = configure_pool(backend.classname, backend.configuration)
+                    for threads in (1, 2, 4, 8):
+                        report(scaling(backend, pool, threads, max(3, rounds // 2), seconds))
+                    pool.disconnect_all()
+            finally:
+                backend.cleanup(backend.configuration)
+    if "startup" in parts:
+        report(startup(sys.executable, rounds * 3))
+    if "discovery" in parts:
+        uv = shutil.which("uv")
+        assert uv, "the discovery benchmark needs uv"
+        report(discovery_at_scale(sys.executable, uv, [str(p) for p in PACKAGES], rounds * 2))
+
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2))
+    else:
+        print(table(results))
+    return 0
+
+
+def table(results: list[Comparison]) -> str:
+    rows = [("measure", "ours", "baseline", "unit", "ratio", "target", "met")]
+    for r in results:
+        rows.append((r.name, f"{r.ours:,.1f}", f"{r.baseline:,.1f}", r.unit, f"{r.ratio:.2f}", r.target, "yes" if r.met else "NO"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |" for row in rows]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    notes = [f"- {r.name}: {r.note}" for r in results if r.note]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
