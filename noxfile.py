@@ -24,7 +24,7 @@ for _found in sorted(Path.home().glob(f".pyenv/versions/{MIN_PYTHON}.*/bin"))[-1
     os.environ["PATH"] = f"{os.environ['PATH']}{os.pathsep}{_found}"
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "types", "tests", f"tests-core-{MIN_PYTHON}", "wheels"]
+nox.options.sessions = ["lint", "types", "tests", f"tests-core-{MIN_PYTHON}", "e2e", "wheels"]
 nox.options.reuse_venv = "yes"
 
 
@@ -43,8 +43,9 @@ def tests(session: nox.Session, package: str) -> None:
     # Tests put this secret into configurations; the whole report (every test's output and log records, passed
     # ones included) is then searched for it.
     secret = f"planted-{uuid.uuid4().hex}"
+    only = ["-m", "not wheels and not e2e"] if package == CORE else []
     output = session.run(
-        "pytest", f"{package}/tests", *(["-m", "not wheels"] if package == CORE else []), "-rA", "--log-level=DEBUG", *session.posargs,
+        "pytest", f"{package}/tests", *only, "-rA", "--log-level=DEBUG", *session.posargs,
         env={"SELINON_PLANTED_SECRET": secret}, silent=True,
     )  # fmt: skip
     print(output)
@@ -86,12 +87,21 @@ def tests_core_min_python(session: nox.Session) -> None:
         "pytest",
         f"{CORE}/tests",
         "-m",
-        "not wheels",
+        "not wheels and not e2e",
         "-q",
         "--ignore",
         f"{CORE}/tests/test_distributions.py",
         *session.posargs,
     )
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Flows end to end with every adapter on its real server."""
+    session.install("-e", CORE, *[arg for a in ADAPTERS for arg in ("-e", a)], *_test_requirements(CORE))
+    for adapter in ADAPTERS:
+        session.install(*_test_requirements(adapter))
+    session.run("pytest", f"{CORE}/tests/e2e", "-m", "e2e", *session.posargs)
 
 
 @nox.session

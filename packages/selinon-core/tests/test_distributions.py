@@ -70,7 +70,7 @@ def test_adapter_core_range(name: str) -> None:
     assert any(s.operator in ("<", "<=", "~=", "==") for s in specifier), f"{name}: bound the {CORE} range above"
     # The newest CHANGELOG entry states the core range, so raising it is always recorded for users.
     newest = (PACKAGES / name / "CHANGELOG.md").read_text().split("\n## ")[1]
-    stated = re.search(r"Requires selinon-core\s*([^\s`]+)", newest)
+    stated = re.search(r"Requires selinon-core\s*([^\s`]+?)[.,;]?(?:\s|$)", newest)
     assert stated, f"{name}: the newest CHANGELOG entry must say 'Requires selinon-core <range>'"
     assert Requirement(f"{CORE}{stated.group(1)}").specifier == specifier, (
         f"{name}: CHANGELOG says selinon-core{stated.group(1)}, pyproject says {specifier}"

@@ -1,7 +1,7 @@
 """Selinon core: the storage API, configuration, storage pool and plugin discovery.
 
-``StoragePool`` and ``hookimpl`` are imported on first use, so that commands and workers that need neither do not
-pay for YAML and pluggy at start-up.
+``StoragePool``, ``SelinonTask`` and ``hookimpl`` are imported on first use, so that commands and workers that
+need none of them do not pay for YAML and pluggy at start-up.
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from selinon.storage import DataStorage, describe_error
 if TYPE_CHECKING:
     from selinon.hookspecs import hookimpl
     from selinon.pool import StoragePool
+    from selinon.task import SelinonTask
 
 __version__ = "0.1.0"
 
-_LAZY = {"StoragePool": "selinon.pool", "hookimpl": "selinon.hookspecs"}
+_LAZY = {"StoragePool": "selinon.pool", "hookimpl": "selinon.hookspecs", "SelinonTask": "selinon.task"}
 
 __all__ = [
     "ConfigurationError",
@@ -32,6 +33,7 @@ __all__ = [
     "PluginError",
     "SelinonError",
     "SelinonMissingDataException",
+    "SelinonTask",
     "StorageError",
     "StoragePool",
     "TransientStorageError",

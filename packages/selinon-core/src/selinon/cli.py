@@ -317,3 +317,9 @@ def main(argv: list[str] | None = None) -> None:
     except SelinonError as exc:
         click.echo(f"selinon: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
+
+
+from selinon.cli_run import results, run  # noqa: E402 - the commands need cli's helpers defined above
+
+cli.add_command(run)
+cli.add_command(results)

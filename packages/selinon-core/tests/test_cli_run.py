@@ -1,0 +1,130 @@
+"""`selinon run` and `selinon results` on the example flow: output, exit codes (0, 1 flow failed or result
+missing, 2 usage or configuration) and the records on disk."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from selinon.cli import main
+
+FLOW = Path(__file__).parents[3] / "examples" / "flow"
+CONFIG = ["-c", str(FLOW / "nodes.yaml"), "-c", str(FLOW / "flows.yaml")]
+ORDER = {"order": 1042, "express": True, "items": [{"sku": "book", "price": 12.5, "quantity": 2}]}
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The example's Filesystem path is relative: run where its results can go; keep sys.path as it was."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    return tmp_path / "examples" / "flow" / "results"
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exit_:
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_run_the_example_flow_and_read_results_back(capsys: pytest.CaptureFixture[str], in_tmp: Path) -> None:
+    code, out, err = run(capsys, "run", *CONFIG, "orderFlow", "--node-args", json.dumps(ORDER), "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["state"] == "succeeded" and report["error"] is None
+    tasks = {t["task"]: t for t in report["tasks"]}
+    assert set(tasks) == {"ValidateOrder", "ReserveStock", "ExpressShipping", "Confirm"}
+    assert tasks["ReserveStock"]["tries"] == 2 and all(t["storage"] == "Orders" for t in tasks.values())
+    assert "ReserveStock" in err and "the warehouse is busy" in err  # the retry is reported on stderr
+    confirm = tasks["Confirm"]
+    record = json.loads((in_tmp / confirm["record_id"]).read_text())
+    assert record["flow_name"] == "orderFlow" and record["node_args"] == ORDER
+    code, out, _ = run(capsys, "results", "get", "-c", str(FLOW / "nodes.yaml"), "Confirm", confirm["task_id"])
+    assert code == 0
+    assert json.loads(out) == {
+        "order": 1042,
+        "reservation": "R-1042",
+        "message": "2 item(s) reserved; shipping by courier (9.90), arriving in 1 day",
+    }
+    code, out, _ = run(capsys, "results", "delete", "-c", str(FLOW / "nodes.yaml"), "Confirm", confirm["task_id"])
+    assert code == 0 and out == f"deleted the record of task Confirm with id {confirm['task_id']}\n"
+    code, out, err = run(capsys, "results", "get", "-c", str(FLOW / "nodes.yaml"), "Confirm", confirm["task_id"])
+    assert code == 1 and out == ""
+    assert (
+        err
+        == f"selinon: no result of task Confirm with id {confirm['task_id']}: no record for task '{confirm['task_id']}'\n"
+    )
+    code, _, err = run(capsys, "results", "delete", "-c", str(FLOW / "nodes.yaml"), "Confirm", confirm["task_id"])
+    assert code == 1 and err.startswith("selinon: no record of task Confirm")
+
+
+def test_run_prints_a_summary_table(capsys: pytest.CaptureFixture[str]) -> None:
+    order = {**ORDER, "express": False}
+    code, out, _ = run(capsys, "run", *CONFIG, "orderFlow", "--node-args", json.dumps(order), "--concurrency", "1")
+    lines = out.splitlines()
+    assert code == 0 and "\r" not in out  # no progress when stdout is not a terminal
+    assert lines[0].split() == ["TASK", "STATE", "TRIES", "STORAGE", "RECORD", "ID", "TASK", "ID"]
+    assert {line.split()[0] for line in lines[1:-1]} == {"ValidateOrder", "ReserveStock", "StandardShipping", "Confirm"}
+    assert all(line.split()[1] == "succeeded" for line in lines[1:-1])
+    assert lines[-1].startswith("flow orderFlow (") and lines[-1].endswith(") succeeded")
+
+
+def test_a_failed_flow_exits_1_and_its_error_can_be_read(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "run", *CONFIG, "orderFlow", "--node-args", '{"order": 7, "items": []}')
+    assert code == 1
+    assert "ValidateOrder: ValueError: order 7 has no items (error record: stored)" in out
+    assert out.splitlines()[-1].endswith("failed: task 'ValidateOrder' failed: ValueError: order 7 has no items")
+    task_id = out.splitlines()[1].split()[-1]
+    code, out, err = run(capsys, "results", "get", "-c", str(FLOW / "nodes.yaml"), "ValidateOrder", task_id)
+    assert code == 1 and err == f"selinon: task ValidateOrder ({task_id}) failed: order 7 has no items\n"
+    assert json.loads(out)["error"]["message"] == "order 7 has no items"
+
+
+def test_progress_on_a_terminal(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    code, out, _ = run(capsys, "run", *CONFIG, "orderFlow", "--node-args", json.dumps(ORDER))
+    assert code == 0
+    assert "\rorderFlow: 0 done, 1 running, 0 failed" in out and "orderFlow: 3 done, 1 running, 0 failed" in out
+    assert out.splitlines()[-1].endswith("succeeded")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([*CONFIG, "orderFlw"], "selinon: error: no flow named 'orderFlw'; did you mean 'orderFlow'?\n"),
+        ([*CONFIG, "orderFlow", "--node-args", "{"], "selinon: error: Invalid value for '--node-args': not JSON"),
+        ([*CONFIG, "orderFlow", "--concurrency", "0"], "selinon: error: Invalid value for '--concurrency'"),
+        (["-c", str(FLOW / "nodes.yaml"), "orderFlow"], "flow 'orderFlow' is listed under `flows:` but not defined"),
+        (
+            ["-c", "missing.yaml", "orderFlow"],
+            "selinon: error: missing.yaml: cannot read the file: No such file or directory\n",
+        ),
+    ],
+)
+def test_usage_and_configuration_errors_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = run(capsys, "run", *argv)
+    assert code == 2 and out == ""
+    assert message in err and err.count("\n") == 1
+
+
+def test_results_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "results", "get", "-c", str(FLOW / "nodes.yaml"), "Unknown", "id")
+    assert code == 2 and err == "selinon: error: task 'Unknown' is not configured; add it under `tasks:`\n"
+    code, _, err = run(capsys, "results", "get", "-c", str(FLOW / "nodes.yaml"), "Confirm", "no-such-id")
+    assert (
+        code == 1 and err == "selinon: no result of task Confirm with id no-such-id: no record for task 'no-such-id'\n"
+    )
+
+
+def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0 and "run " in out and "results " in out
