@@ -48,7 +48,10 @@ def tests(session: nox.Session, package: str) -> None:
         "pytest", f"{package}/tests", *only, "-rA", "--log-level=DEBUG", *session.posargs,
         env={"SELINON_PLANTED_SECRET": secret}, silent=True,
     )  # fmt: skip
-    print(output)
+    report = Path(session.virtualenv.location) / "pytest-report.txt"
+    report.write_text(output or "")
+    print("\n".join((output or "").splitlines()[-40:]))
+    print(f"full report, with every test's output and log records: {report}")
     if output and secret in output:
         session.error(f"the planted secret appeared in the output of {package}'s tests (search for 'planted-')")
 

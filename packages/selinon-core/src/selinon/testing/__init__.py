@@ -11,6 +11,8 @@ Needs pytest, and is imported only by tests::
 """
 
 from selinon.testing.contract import StorageContract
+from selinon.testing.proxy import TcpProxy
 from selinon.testing.services import ServerProcess, free_port, planted_secret, require_service, wait_for_port
 
-__all__ = ["ServerProcess", "StorageContract", "free_port", "planted_secret", "require_service", "wait_for_port"]
+__all__ = ["ServerProcess", "StorageContract",
+    "TcpProxy", "free_port", "planted_secret", "require_service", "wait_for_port"]

@@ -1,0 +1,97 @@
+"""A TCP proxy that tests put between an adapter and its server, to cut connections at a moment they choose.
+
+Cutting through a proxy is the most precise fault injector: it works the same for every server, keeps the
+server's data (a restart of an in-memory server would lose it), and can refuse new connections for a while to
+play a server that is down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from types import TracebackType
+
+
+class TcpProxy:
+    """Forwards ``127.0.0.1:<port>`` to ``target_host:target_port`` until stopped.
+
+    ``cut()`` closes every open connection (clients see a reset); ``refuse()``/``accept()`` make new connections
+    fail or pass; ``port`` is where the adapter should connect.
+    """
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = "127.0.0.1", self._listener.getsockname()[1]
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._refusing = False
+        self._running = True
+        self.connections = 0
+        self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
+        self._thread.start()
+
+    def cut(self) -> int:
+        """Close every connection open now; returns how many were cut."""
+        with self._lock:
+            open_sockets, self._sockets = self._sockets, set()
+        for sock in open_sockets:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+                sock.close()
+        return len(open_sockets) // 2
+
+    def refuse(self) -> None:
+        """From now on, close new connections at once (a server that is down)."""
+        self._refusing = True
+
+    def accept(self) -> None:
+        self._refusing = False
+
+    def stop(self) -> None:
+        self._running = False
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        self.cut()
+
+    def __enter__(self) -> TcpProxy:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()
+
+    def _accept_loop(self) -> None:
+        while self._running:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            if self._refusing:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets.update((client, upstream))
+                self.connections += 1
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+            with self._lock:
+                self._sockets.discard(source)
+                self._sockets.discard(sink)

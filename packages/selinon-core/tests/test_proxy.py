@@ -1,0 +1,35 @@
+"""The test kit's TCP proxy, against a real Redis (the machine's), since the adapters' fault tests rely on it."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from selinon.testing import TcpProxy, require_service
+
+
+def ping(port: int) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(100)
+
+
+def test_forwards_cuts_and_refuses() -> None:
+    require_service("Redis", "127.0.0.1", 6379, "start the machine's Redis")
+    with TcpProxy("127.0.0.1", 6379) as proxy:
+        assert ping(proxy.port) == b"+PONG\r\n"
+        held = socket.create_connection(("127.0.0.1", proxy.port), timeout=3)
+        held.sendall(b"PING\r\n")
+        assert held.recv(100) == b"+PONG\r\n"
+        assert proxy.cut() == 1
+        with pytest.raises(OSError):
+            held.sendall(b"PING\r\n")
+            if not held.recv(100):
+                raise ConnectionResetError("closed by the proxy")
+        held.close()
+        proxy.refuse()
+        with pytest.raises(OSError):
+            ping(proxy.port) or (_ for _ in ()).throw(ConnectionResetError("refused"))
+        proxy.accept()
+        assert ping(proxy.port) == b"+PONG\r\n"
