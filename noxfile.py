@@ -108,6 +108,15 @@ def e2e(session: nox.Session) -> None:
 
 
 @nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks: one table of ratios, each measured side by side in this run (`-- --json`, `-- --quick`)."""
+    session.install(
+        *[arg for p in PACKAGES for arg in ("-e", p)], "secantusdb==0.7.0b3", "moto[server]>=5,<6", "pytest", "uv"
+    )
+    session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff: lint and formatting."""
     session.install("ruff>=0.6")

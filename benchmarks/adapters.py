@@ -138,6 +138,34 @@ def raw_mongodb(configuration: dict[str, Any]) -> Raw:
     return Raw(store, retrieve, client.close)
 
 
+def raw_s3(configuration: dict[str, Any]) -> Raw:
+    import boto3
+    from botocore.config import Config
+
+    session = boto3.session.Session(
+        aws_access_key_id=configuration["aws_access_key_id"],
+        aws_secret_access_key=configuration["aws_secret_access_key"],
+        region_name=configuration["region_name"],
+    )
+    # The adapter's client settings against an S3-compatible endpoint: path addressing, checksums only where
+    # required, one attempt per call (the pool retries), the default connection pool.
+    config = Config(
+        s3={"addressing_style": "path"}, retries={"max_attempts": 1, "mode": "standard"},
+        request_checksum_calculation="when_required", response_checksum_validation="when_required",
+    )  # fmt: skip
+    client = session.client("s3", endpoint_url=configuration["endpoint_url"], config=config)
+    bucket = configuration["bucket"]
+
+    def store(task_id: str, result: Any) -> None:
+        body = json.dumps(_record(result), ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+        client.put_object(Bucket=bucket, Key=task_id, Body=body, ContentType="application/json; charset=utf-8")
+
+    def retrieve(task_id: str) -> Any:
+        return json.loads(client.get_object(Bucket=bucket, Key=task_id)["Body"].read())["result"]
+
+    return Raw(store, retrieve, client.close)
+
+
 BACKENDS: dict[str, Callable[[dict[str, str]], Backend]] = {}
 
 
@@ -175,7 +203,12 @@ def redis_backend(servers: dict[str, str]) -> Backend:
 @backend("MongoDB")
 def mongodb(servers: dict[str, str]) -> Backend:
     host, _, port = servers["mongodb"].partition(":")
-    configuration = {"host": host, "port": int(port), "db_name": "selinon_bench", "collection_name": f"bench_{uuid.uuid4().hex[:8]}"}
+    configuration = {
+        "host": host,
+        "port": int(port),
+        "db_name": "selinon_bench",
+        "collection_name": f"bench_{uuid.uuid4().hex[:8]}",
+    }
 
     def cleanup(configuration: dict[str, Any]) -> None:
         import pymongo
@@ -187,10 +220,21 @@ def mongodb(servers: dict[str, str]) -> Backend:
     return Backend("MongoDB", "MongoDB", configuration, raw_mongodb, cleanup)
 
 
+@backend("S3")
+def s3(servers: dict[str, str]) -> Backend:
+    configuration = {
+        "bucket": f"selinon-bench-{uuid.uuid4().hex[:12]}", "endpoint_url": servers["s3"], "region_name": "us-east-1",
+        "aws_access_key_id": "bench", "aws_secret_access_key": "bench-secret",
+    }  # fmt: skip
+    return Backend("S3", "S3Storage", configuration, raw_s3)
+
+
 # -- measurements ----------------------------------------------------------------------------------------------
 
 
-def _pairs(store: Callable[[str, Any], None], retrieve: Callable[[str], Any], result: Any, ids: Any) -> Callable[[int], None]:
+def _pairs(
+    store: Callable[[str, Any], None], retrieve: Callable[[str], Any], result: Any, ids: Any
+) -> Callable[[int], None]:
     """A workload of n store+retrieve pairs over a rotating set of task ids (inserts first, then upserts)."""
 
     def work(n: int) -> None:
@@ -215,7 +259,12 @@ def overhead(b: Backend, rounds: int, seconds: float, size: int = 1024) -> Compa
     result = payload(size)
     try:
         ours, base, ratio = compare_rates(
-            _pairs(lambda t, r: adapter.store(NODE_ARGS, FLOW, TASK, t, r), lambda t: adapter.retrieve(FLOW, TASK, t), result, _ids("adapter")),
+            _pairs(
+                lambda t, r: adapter.store(NODE_ARGS, FLOW, TASK, t, r),
+                lambda t: adapter.retrieve(FLOW, TASK, t),
+                result,
+                _ids("adapter"),
+            ),
             _pairs(raw.store, raw.retrieve, result, _ids("raw")),
             rounds, seconds,
         )  # fmt: skip

@@ -1,7 +1,7 @@
 """Run every benchmark and print one table of side-by-side ratios (``--json`` for machines).
 
-    nox -s bench                      # installs everything, starts the test servers, runs this
-    python benchmarks/run.py --quick  # fewer, shorter rounds
+nox -s bench                      # installs everything, starts the test servers, runs this
+python benchmarks/run.py --quick  # fewer, shorter rounds
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from compare import Comparison
 from startup import discovery_at_scale, startup
 
 ROOT = Path(__file__).parents[1]
-PACKAGES = [ROOT / "packages" / name for name in (
-    "selinon-core", "selinon-storage-postgresql", "selinon-storage-redis", "selinon-storage-mongodb", "selinon-storage-s3",
-)]  # fmt: skip
+PACKAGES = [
+    ROOT / "packages" / name
+    for name in ("selinon-core", *(f"selinon-storage-{b}" for b in ("postgresql", "redis", "mongodb", "s3")))
+]
 
 
 @contextlib.contextmanager
@@ -40,13 +41,28 @@ def servers() -> Iterator[dict[str, str]]:
         if "SELINON_BENCH_MONGODB" in os.environ:
             found["mongodb"] = os.environ["SELINON_BENCH_MONGODB"]
         else:
-            mongo = ServerProcess([sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", "{port}", "--storage-path", ":memory:"], "SecantusDB").start()
+            mongo = ServerProcess(
+                [
+                    sys.executable,
+                    "-m",
+                    "secantus",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    "{port}",
+                    "--storage-path",
+                    ":memory:",
+                ],
+                "SecantusDB",
+            ).start()
             started.append(mongo)
             found["mongodb"] = f"127.0.0.1:{mongo.port}"
         if "SELINON_BENCH_S3" in os.environ:
             found["s3"] = os.environ["SELINON_BENCH_S3"]
         else:
-            moto = ServerProcess([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"], "moto S3 server").start()
+            moto = ServerProcess(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"], "moto S3 server"
+            ).start()
             started.append(moto)
             found["s3"] = f"http://127.0.0.1:{moto.port}"
         yield found
@@ -71,7 +87,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.add_argument("--quick", action="store_true", help="fewer and shorter rounds (a smoke run)")
-    parser.add_argument("--only", action="append", default=[], help="run only these parts: overhead, scaling, payload, startup, discovery")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        help="run only these parts: overhead, scaling, payload, startup, discovery",
+    )
     args = parser.parse_args()
     rounds, seconds = (3, 0.3) if args.quick else (7, 0.6)
     parts = set(args.only) or {"overhead", "scaling", "payload", "startup", "discovery"}
@@ -80,10 +101,14 @@ def main() -> int:
     def report(comparison: Comparison) -> None:
         results.append(comparison)
         if not args.json:
-            print(f"  {comparison.name}: ratio {comparison.ratio:.2f} ({'met' if comparison.met else 'MISSED'})", file=sys.stderr, flush=True)
+            print(
+                f"  {comparison.name}: ratio {comparison.ratio:.2f} ({'met' if comparison.met else 'MISSED'})",
+                file=sys.stderr,
+                flush=True,
+            )
 
     with servers() as where:
-        for name, make in BACKENDS.items():
+        for _name, make in BACKENDS.items():
             backend = make(where)
             try:
                 if "overhead" in parts:
@@ -115,12 +140,22 @@ def main() -> int:
 def table(results: list[Comparison]) -> str:
     rows = [("measure", "ours", "baseline", "unit", "ratio", "target", "met")]
     for r in results:
-        rows.append((r.name, f"{r.ours:,.1f}", f"{r.baseline:,.1f}", r.unit, f"{r.ratio:.2f}", r.target, "yes" if r.met else "NO"))
+        rows.append(
+            (
+                r.name,
+                f"{r.ours:,.1f}",
+                f"{r.baseline:,.1f}",
+                r.unit,
+                f"{r.ratio:.2f}",
+                r.target,
+                "yes" if r.met else "NO",
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths)) + " |" for row in rows]
+    lines = ["| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + " |" for row in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     notes = [f"- {r.name}: {r.note}" for r in results if r.note]
-    return "\n".join(lines + ([""] + notes if notes else []))
+    return "\n".join(lines + (["", *notes] if notes else []))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ what remains is the cost of Selinon's own code.
 from __future__ import annotations
 
 import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -60,9 +59,12 @@ def _tiny_wheel(directory: Path, index: int) -> Path:
         wheel.writestr(f"{name}.py", "from selinon.storages.memory import InMemoryStorage as Storage\n")
         wheel.writestr(
             f"{dist_info}/METADATA",
-            f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 1.0.0\nRequires-Dist: selinon-core>=0.1,<1\n",
+            f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 1.0.0\n"
+            "Requires-Dist: selinon-core>=0.1,<1\n",
         )
-        wheel.writestr(f"{dist_info}/WHEEL", "Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        wheel.writestr(
+            f"{dist_info}/WHEEL", "Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        )
         wheel.writestr(f"{dist_info}/entry_points.txt", f"[selinon.storages]\nBench{index:03d} = {name}:Storage\n")
         wheel.writestr(f"{dist_info}/RECORD", "")
     return path
@@ -79,7 +81,10 @@ def discovery_at_scale(python: str, uv: str, packages: list[str], rounds: int, e
             subprocess.run([uv, "pip", "install", "--quiet", "--python", str(env), *packages], check=True)
             envs[label] = env
         wheels = [_tiny_wheel(root, i) for i in range(extra)]
-        subprocess.run([uv, "pip", "install", "--quiet", "--no-deps", "--python", str(envs["crowded"]), *map(str, wheels)], check=True)
+        subprocess.run(
+            [uv, "pip", "install", "--quiet", "--no-deps", "--python", str(envs["crowded"]), *map(str, wheels)],
+            check=True,
+        )
         listed = subprocess.run(
             [str(envs["crowded"] / "bin" / "selinon"), "plugins", "list"], check=True, capture_output=True, text=True
         ).stdout
@@ -90,5 +95,11 @@ def discovery_at_scale(python: str, uv: str, packages: list[str], rounds: int, e
             rounds,
         )
     return Comparison(
-        f"discovery: plugins list, +{extra} adapters vs none", crowded * 1000, plain * 1000, ratio, "ms", "<= 2x", ratio <= 2
+        f"discovery: plugins list, +{extra} adapters vs none",
+        crowded * 1000,
+        plain * 1000,
+        ratio,
+        "ms",
+        "<= 2x",
+        ratio <= 2,
     )

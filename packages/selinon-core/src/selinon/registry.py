@@ -7,6 +7,7 @@ command checks it (importing a driver costs 150-250 ms on every worker start).
 from __future__ import annotations
 
 import importlib
+import re
 import sys
 import warnings
 from dataclasses import dataclass, field
@@ -89,17 +90,23 @@ def core_version() -> str:
     return __version__
 
 
-def _requires_core(dist: Any) -> str | None:
-    """The ``selinon-core`` version range a distribution declares, if any."""
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
+_REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*\(?([^;)]*)\)?\s*(?:;(.*))?")
 
+
+def _requires_core(dist: Any) -> str | None:
+    """The ``selinon-core`` version range a distribution declares, if any.
+
+    A ``Requires-Dist`` line is a name, extras, a version range and a marker (PEP 508); only the range is wanted,
+    and only from a line without an ``extra`` marker. Splitting it here spares every command the 40 ms that
+    importing packaging's full requirement parser costs; the range itself is checked by packaging's SpecifierSet.
+    """
     for line in dist.requires or ():
-        requirement = Requirement(line)
-        if canonicalize_name(requirement.name) == CORE_DISTRIBUTION and (
-            requirement.marker is None or requirement.marker.evaluate({"extra": ""})
-        ):
-            return str(requirement.specifier) or None
+        match = _REQUIREMENT.fullmatch(line)
+        if match is None or re.sub(r"[-_.]+", "-", match.group(1)).lower() != CORE_DISTRIBUTION:
+            continue
+        if match.group(4) and "extra" in match.group(4):
+            continue
+        return match.group(3).strip() or None
     return None
 
 
