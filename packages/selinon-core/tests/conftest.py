@@ -15,8 +15,7 @@ def fresh_state() -> Iterator[None]:
     """Each test starts with an unconfigured pool and no hook plugins beyond the entry-point ones."""
     before = set(plugins.pm.get_plugins())
     yield
-    StoragePool.disconnect_all()
-    StoragePool._config = None
+    StoragePool.reset()
     for plugin in set(plugins.pm.get_plugins()) - before:
         plugins.pm.unregister(plugin)
     registry._warned.clear()

@@ -111,6 +111,11 @@ def load(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], environ: Mapping[str, str] | None = None
 ) -> Configuration:
     """Load and validate one or more YAML files into one :class:`Configuration`."""
+    return from_documents(read_documents(paths), environ)
+
+
+def read_documents(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[tuple[str, Any]]:
+    """Each file parsed, with the name to use in errors; unreadable files and YAML errors are ConfigurationError."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
     documents = []
@@ -123,7 +128,7 @@ def load(
         except UnicodeDecodeError:
             raise ConfigurationError(f"{source}: not UTF-8 text; save the file as UTF-8") from None
         documents.append((source, _parse_yaml(text, source)))
-    return from_documents(documents, environ)
+    return documents
 
 
 def from_documents(documents: Iterable[tuple[str, Any]], environ: Mapping[str, str] | None = None) -> Configuration:

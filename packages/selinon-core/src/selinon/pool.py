@@ -118,6 +118,13 @@ class StoragePool:
         return configuration
 
     @classmethod
+    def reset(cls) -> None:
+        """Disconnect every adapter and forget the configuration (between tests, or before a new one loads)."""
+        with cls._lock:
+            cls.disconnect_all()
+            cls._config = None
+
+    @classmethod
     def get_configuration(cls) -> Configuration:
         if cls._config is None:
             with cls._lock:
