@@ -26,7 +26,7 @@ for _found in sorted(Path.home().glob(f".pyenv/versions/{MIN_PYTHON}.*/bin"))[-1
     os.environ["PATH"] = f"{os.environ['PATH']}{os.pathsep}{_found}"
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "types", "tests", f"tests-core-{MIN_PYTHON}", "e2e", "wheels"]
+nox.options.sessions = ["lint", "types", "tests", f"tests-core-{MIN_PYTHON}", "e2e", "celery", "wheels"]
 nox.options.reuse_venv = "yes"
 
 
@@ -109,6 +109,16 @@ def e2e(session: nox.Session) -> None:
     for adapter in ADAPTERS:
         session.install(*_test_requirements(adapter))
     session.run("pytest", f"{CORE}/tests/e2e", "-m", "e2e", *session.posargs)
+
+
+@nox.session
+def celery(session: nox.Session) -> None:
+    """Flows on real Celery workers (Redis and RabbitMQ brokers), storing through PostgreSQL and Redis."""
+    session.install(
+        "-e", f"{CORE}[celery]", "-e", ADAPTERS[0], "-e", ADAPTERS[1], "celery[redis]>=5.3,<6",
+        *_test_requirements(CORE),
+    )  # fmt: skip
+    session.run("pytest", f"{CORE}/tests/celery", "-m", "celery", *session.posargs)
 
 
 @nox.session

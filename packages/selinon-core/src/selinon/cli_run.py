@@ -129,29 +129,33 @@ def run(files: tuple[str, ...], flow: str, node_args: Any, concurrency: int, as_
         if progress:
             progress.clear()
         StoragePool.disconnect_all()
-    report = _report(root)
-    if as_json:
-        _json(report)
-    else:
-        rows = [
-            [
-                t["task"] if t["flow"] == root.name else f"{t['flow']}/{t['task']}",
-                t["state"],
-                str(t["tries"]),
-                t["storage"] or "-",
-                "-" if t["record_id"] is None else str(t["record_id"]),
-                t["task_id"],
-            ]
-            for t in report["tasks"]
-        ]
-        _table(["TASK", "STATE", "TRIES", "STORAGE", "RECORD ID", "TASK ID"], rows)
-        for task in report["tasks"]:
-            if task["state"] == "failed":
-                click.echo(f"{task['task']}: {task['error']} (error record: {task['error_record']})")
-        ending = f"failed: {root.error}" if root.failed else "succeeded"
-        click.echo(f"flow {root.name} ({root.id}) {ending}")
+    show_report(_report(root), as_json)
     if root.failed:
         sys.exit(EXIT_FAILED)
+
+
+def show_report(report: dict[str, Any], as_json: bool = False) -> None:
+    """A flow run's report (``_report``'s shape, also what Celery dispatchers keep) as JSON or as a table."""
+    if as_json:
+        _json(report)
+        return
+    rows = [
+        [
+            t["task"] if t["flow"] == report["flow"] else f"{t['flow']}/{t['task']}",
+            t["state"],
+            str(t["tries"]),
+            t["storage"] or "-",
+            "-" if t["record_id"] is None else str(t["record_id"]),
+            t["task_id"],
+        ]
+        for t in report["tasks"]
+    ]
+    _table(["TASK", "STATE", "TRIES", "STORAGE", "RECORD ID", "TASK ID"], rows)
+    for task in report["tasks"]:
+        if task["state"] == "failed":
+            click.echo(f"{task['task']}: {task['error']} (error record: {task['error_record']})")
+    ending = f"failed: {report['error']}" if report["state"] == "failed" else report["state"]
+    click.echo(f"flow {report['flow']} ({report['flow_id']}) {ending}")
 
 
 @click.group()

@@ -9,24 +9,22 @@ result is lost because of it.
 
 from __future__ import annotations
 
-import functools
 import heapq
-import importlib
 import itertools
-import json
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from selinon.errors import ConfigurationError, SelinonError, StorageError
-from selinon.flows import Flow, System, TaskSpec
+from selinon import runtime
+from selinon.flows import Flow, System
 from selinon.pool import StoragePool
-from selinon.task import Retry, SelinonTask
+from selinon.runtime import Outcome, OutputSchemaError
+
+__all__ = ["Executor", "FlowRun", "NodeRun", "OutputSchemaError"]
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +79,6 @@ class FlowRun:
                 yield node
 
 
-@dataclass
-class _Outcome:
-    result: Any = None
-    record_id: Any = None
-    retry_in: float | None = None
-    error: str | None = None
-    error_record: str | None = None
-
-
 class Executor:
     """Runs flows of a :class:`~selinon.flows.System`; configures the process's StoragePool with its storages."""
 
@@ -101,15 +90,14 @@ class Executor:
         self.system = system
         self.concurrency = concurrency
         self.on_change = on_change
-        self._classes: dict[str, type[SelinonTask]] = {}
-        self._validators: dict[str, Any] = {}
+        self._tasks = runtime.TaskRunner(system)
         StoragePool.configure(system.configuration)
 
     def run(self, flow_name: str, node_args: Any = None) -> FlowRun:
         """Run the flow to its end and return what happened; a failed flow is a state, not an exception."""
         self.system.flow(flow_name)
-        self._prepare(flow_name)
-        self._futures: dict[Future[_Outcome], NodeRun] = {}
+        self._tasks.prepare(flow_name)
+        self._futures: dict[Future[Outcome], NodeRun] = {}
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._sequence = itertools.count()
         self._root = FlowRun(self.system.flows[flow_name], str(uuid.uuid4()), node_args)
@@ -127,43 +115,22 @@ class Executor:
                     heapq.heappop(self._timers)[2]()
         return self._root
 
-    # -- resolution (when a flow runs, not when the configuration loads) ---------------------------------------
-
-    def _prepare(self, flow_name: str) -> None:
-        """Import every task class and load every output schema the flow can reach, before anything runs."""
-        pending, seen = [flow_name], set()
-        while pending:
-            flow = self.system.flows[pending.pop()]
-            seen.add(flow.name)
-            for node in sorted(flow.nodes()):
-                if node in self.system.flows:
-                    if node not in seen:
-                        pending.append(node)
-                elif node not in self._classes:
-                    spec = self.system.tasks[node]
-                    self._classes[node] = _task_class(spec)
-                    if spec.output_schema is not None:
-                        self._validators[node] = _validator(spec)
-
     # -- dispatching (the caller's thread) ----------------------------------------------------------------------
 
     def _begin(self, flow_run: FlowRun) -> None:
-        for index, edge in enumerate(flow_run.flow.edges):
-            if not edge.from_:
-                self._fire(flow_run, index, ())
+        for index in runtime.starting_edges(flow_run.flow):
+            self._fire(flow_run, index, ())
         self._settle(flow_run)
 
     def _fire(self, flow_run: FlowRun, index: int, parents: tuple[NodeRun, ...]) -> None:
         key = (index, tuple(node.id for node in parents))
         if key in flow_run._fired or flow_run.failed:
             return
-        edge = flow_run.flow.edges[index]
         ids = {node.name: node.id for node in parents}
-        read = functools.cache(lambda name: StoragePool.retrieve(flow_run.name, name, ids[name]))
         try:
-            go = edge.condition.evaluate(read, flow_run.node_args)
+            go = runtime.condition_holds(flow_run.flow, index, ids, flow_run.node_args)
         except Exception as exc:
-            what = f"flow {flow_run.name!r}: cannot evaluate the condition of edges[{index}]: {_describe(exc)}"
+            what = runtime.condition_error(flow_run.flow, index, exc)
             if flow_run.dispatcher_retries >= flow_run.flow.max_retry:
                 self._fail_flow(flow_run, what)
                 return
@@ -175,7 +142,7 @@ class Executor:
             return
         flow_run._fired.add(key)
         if go:
-            for name in edge.to:
+            for name in flow_run.flow.edges[index].to:
                 self._start_node(flow_run, name, dict(ids))
 
     def _retry_fire(self, flow_run: FlowRun, index: int, parents: tuple[NodeRun, ...]) -> None:
@@ -203,7 +170,7 @@ class Executor:
         self._futures[self._threads.submit(self._attempt, node)] = node
         self._changed()
 
-    def _finished_attempt(self, node: NodeRun, outcome: _Outcome) -> None:
+    def _finished_attempt(self, node: NodeRun, outcome: Outcome) -> None:
         node.error = outcome.error
         if outcome.retry_in is not None:
             node.state = "retrying"
@@ -225,11 +192,8 @@ class Executor:
         flow_run._finished.setdefault(node.name, []).append(node)
         if flow_run.flow.node_args_from_first and node is flow_run.nodes[0]:
             flow_run.node_args = result
-        for index, edge in enumerate(flow_run.flow.edges):
-            if node.name in edge.from_:
-                choices = [[node] if name == node.name else flow_run._finished.get(name, []) for name in edge.from_]
-                for parents in itertools.product(*choices):
-                    self._fire(flow_run, index, parents)
+        for index, parents in runtime.firings(flow_run.flow, node.name, node, flow_run._finished):
+            self._fire(flow_run, index, parents)
         flow_run._outstanding -= 1
         self._settle(flow_run)
 
@@ -266,107 +230,8 @@ class Executor:
 
     # -- one try of a task (a worker thread) ----------------------------------------------------------------------
 
-    def _attempt(self, node: NodeRun) -> _Outcome:
-        spec = self.system.tasks[node.name]
+    def _attempt(self, node: NodeRun) -> Outcome:
         flow_run = node.flow_run
-        node_args = flow_run.node_args
-        try:
-            task = self._classes[node.name](flow_run.name, node.name, node.parent, node.id, flow_run.id)
-            result = task.run(node_args)
-            if node.name in self._validators:
-                _check_schema(self._validators[node.name], result)
-            record_id = None
-            if spec.config.storage is not None and not spec.config.storage_read_only:
-                record_id = StoragePool.set(node_args, flow_run.name, node.name, node.id, result)
-            return _Outcome(result=result, record_id=record_id)
-        except Retry as exc:
-            if node.tries <= spec.max_retry:
-                countdown = spec.retry_countdown if exc.countdown is None else exc.countdown
-                return _Outcome(retry_in=countdown, error="the task asked to be retried")
-            error: Exception = RuntimeError(f"asked to be retried with no tries left (max_retry: {spec.max_retry})")
-            error.__traceback__ = exc.__traceback__
-        except Exception as exc:
-            if node.tries <= spec.max_retry:
-                return _Outcome(retry_in=spec.retry_countdown, error=_describe(exc))
-            error = exc
-        record_id, error_record = _store_error(node, spec, error)
-        return _Outcome(error=_describe(error), record_id=record_id, error_record=error_record)
-
-
-def _store_error(node: NodeRun, spec: TaskSpec, error: Exception) -> tuple[Any, str]:
-    """Record a task's final failure in its storage: (record id, what became of the error record)."""
-    if spec.config.storage is None or spec.config.storage_read_only:
-        return None, "no storage" if spec.config.storage is None else "read-only storage"
-    flow_run = node.flow_run
-    exc_info = (type(error), error, error.__traceback__)
-    try:
-        return StoragePool.set_error(flow_run.node_args, flow_run.name, node.name, node.id, exc_info), "stored"
-    except StorageError as exc:
-        if isinstance(exc.__cause__, NotImplementedError):
-            return None, "not supported"
-        log.error("task %s (%s): its error could not be stored: %s", node.name, node.id, exc)
-        return None, f"not stored: {exc}"
-
-
-def _describe(exc: BaseException) -> str:
-    return str(exc) if isinstance(exc, SelinonError) else f"{type(exc).__name__}: {exc}"
-
-
-def _task_class(spec: TaskSpec) -> type[SelinonTask]:
-    if spec.import_path is None:
-        raise ConfigurationError(
-            f"{spec.where}: `import:` is missing; name the module that defines class {spec.classname!r}"
+        return self._tasks.attempt(
+            node.name, flow_run.name, flow_run.id, node.id, node.parent, flow_run.node_args, node.tries
         )
-    try:
-        module = importlib.import_module(spec.import_path)
-    except Exception as exc:
-        raise ConfigurationError(
-            f"{spec.where}: cannot import {spec.import_path!r}: {_describe(exc)}; check `import:` and that the "
-            "module is on the Python path"
-        ) from None
-    cls = getattr(module, spec.classname, None)
-    if cls is None:
-        raise ConfigurationError(
-            f"{spec.where}: module {spec.import_path!r} has no class {spec.classname!r}; set `classname:`"
-        )
-    if not (isinstance(cls, type) and issubclass(cls, SelinonTask)):
-        raise ConfigurationError(
-            f"{spec.where}: {spec.import_path}.{spec.classname} is not a SelinonTask; "
-            "derive it from selinon.task.SelinonTask"
-        )
-    return cls
-
-
-def _validator(spec: TaskSpec) -> Any:
-    """A jsonschema validator for the task's ``output_schema`` (a file path, relative to its YAML, or a mapping)."""
-    try:
-        jsonschema = importlib.import_module("jsonschema")  # optional (selinon-core[schema]), and untyped
-    except ImportError:
-        raise ConfigurationError(
-            f"{spec.where}: `output_schema:` needs the jsonschema package; install it: "
-            "pip install 'selinon-core[schema]'"
-        ) from None
-    schema = spec.output_schema
-    if isinstance(schema, str):
-        path = Path(spec.config.source).parent / schema
-        try:
-            schema = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"{spec.where}: cannot read output_schema {str(path)!r}: {exc}") from None
-    cls = jsonschema.validators.validator_for(schema)
-    try:
-        cls.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise ConfigurationError(f"{spec.where}: output_schema is not a valid JSON schema: {exc.message}") from None
-    return cls(schema)
-
-
-class OutputSchemaError(ValueError):
-    """A task's result does not match its ``output_schema``; it is not stored."""
-
-
-def _check_schema(validator: Any, result: Any) -> None:
-    error = importlib.import_module("jsonschema.exceptions").best_match(validator.iter_errors(result))
-    if error is not None:
-        at = "/".join(str(part) for part in error.absolute_path) or "the top level"
-        raise OutputSchemaError(f"the result does not match output_schema at {at}: {error.message}")

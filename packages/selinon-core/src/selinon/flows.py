@@ -20,7 +20,7 @@ from selinon.conditions import ALWAYS, Condition, parse
 from selinon.config import Configuration, TaskConfig, _suggest, _type_name
 from selinon.errors import ConfigurationError
 
-FLOW_KEYS = ("name", "edges", "node_args_from_first", "propagate_node_args", "max_retry", "retry_countdown")
+FLOW_KEYS = ("name", "edges", "node_args_from_first", "propagate_node_args", "max_retry", "retry_countdown", "queue")
 EDGE_KEYS = ("from", "to", "condition")
 #: Selinon keys that this runtime does not implement: named in the error, so that it does not read as a typo.
 UNSUPPORTED_KEYS = (
@@ -78,6 +78,8 @@ class Flow:
     max_retry: int = 0
     retry_countdown: float = 0.0
     source: str = "<configuration>"
+    #: The Celery queue of the flow's dispatcher (environment references expanded); unused by the local executor.
+    queue: str | None = None
 
     @property
     def where(self) -> str:
@@ -131,7 +133,7 @@ def from_documents(documents: Iterable[tuple[str, Any]], environ: Mapping[str, s
     documents = list(documents)
     configuration = config_module.from_documents(documents, environ)
     sections = [(source, d) for source, d in documents if isinstance(d, dict)]
-    return _system(configuration, sections)
+    return _system(configuration, sections, os.environ if environ is None else environ)
 
 
 def from_configuration(configuration: Configuration) -> System:
@@ -139,10 +141,12 @@ def from_configuration(configuration: Configuration) -> System:
     sections = []
     for key, values in configuration.other.items():
         sections += [("<configuration>", {key: value}) for value in values]
-    return _system(configuration, sections)
+    return _system(configuration, sections, os.environ)
 
 
-def _system(configuration: Configuration, documents: list[tuple[str, dict[str, Any]]]) -> System:
+def _system(
+    configuration: Configuration, documents: list[tuple[str, dict[str, Any]]], environ: Mapping[str, str]
+) -> System:
     tasks = {name: _task_spec(task) for name, task in configuration.tasks.items()}
     listed: dict[str, str] = {}
     definitions: list[tuple[str, int, Any]] = []
@@ -185,7 +189,9 @@ def _system(configuration: Configuration, documents: list[tuple[str, dict[str, A
                 )
     flows = {
         flow.name: flow
-        for flow in (_flow(entry, source, tasks, configuration, names_defined) for source, _, entry in definitions)
+        for flow in (
+            _flow(entry, source, tasks, configuration, names_defined, environ) for source, _, entry in definitions
+        )
     }
     _check_recursion(flows)
     return System(configuration, tasks, flows)
@@ -214,7 +220,12 @@ def _task_spec(task: TaskConfig) -> TaskSpec:
 
 
 def _flow(
-    entry: dict[str, Any], source: str, tasks: dict[str, TaskSpec], configuration: Configuration, flows: dict[str, str]
+    entry: dict[str, Any],
+    source: str,
+    tasks: dict[str, TaskSpec],
+    configuration: Configuration,
+    flows: dict[str, str],
+    environ: Mapping[str, str],
 ) -> Flow:
     where = f"{source}: flow {entry['name']!r}"
     for key in entry:
@@ -259,6 +270,7 @@ def _flow(
         max_retry=_count(entry, "max_retry", where),
         retry_countdown=_seconds(entry, "retry_countdown", where),
         source=source,
+        queue=_queue(entry, where, environ),
     )
     _check_cycles(flow)
     return flow
@@ -313,6 +325,15 @@ def _names(value: Any, key: str, where: str, known: list[str]) -> tuple[str, ...
     if len(set(names)) != len(names):
         raise ConfigurationError(f"{where}: `{key}:` lists a node twice; list each once")
     return tuple(names)
+
+
+def _queue(entry: dict[str, Any], where: str, environ: Mapping[str, str]) -> str | None:
+    queue = entry.get("queue")
+    if queue is None:
+        return None
+    if not isinstance(queue, str) or not queue:
+        raise ConfigurationError(f"{where}: `queue:` must be a non-empty string, not {_type_name(queue)}; quote it")
+    return str(config_module.expand(queue, environ, f"{where}: queue"))
 
 
 def _check_cycles(flow: Flow) -> None:

@@ -14,5 +14,12 @@ from selinon.testing.contract import StorageContract
 from selinon.testing.proxy import TcpProxy
 from selinon.testing.services import ServerProcess, free_port, planted_secret, require_service, wait_for_port
 
-__all__ = ["ServerProcess", "StorageContract",
-    "TcpProxy", "free_port", "planted_secret", "require_service", "wait_for_port"]
+__all__ = [
+    "ServerProcess",
+    "StorageContract",
+    "TcpProxy",
+    "free_port",
+    "planted_secret",
+    "require_service",
+    "wait_for_port",
+]

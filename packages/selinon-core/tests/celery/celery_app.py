@@ -1,0 +1,51 @@
+"""The Celery app of the tests' workers; each worker reads its broker, queues and configuration from its environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from selinon.celery import CeleryFlows, attach
+from selinon.flows import System
+
+
+def make_app(
+    broker: str, backend: str, prefix: str, queues: Sequence[str], config: Any, visibility_timeout: float = 30
+) -> tuple[Celery, CeleryFlows]:
+    """An app whose every key and queue carries ``prefix``, so that test runs sharing a server never meet."""
+    app = Celery(f"selinon-test-{prefix}", broker=broker, backend=backend, set_as_current=False)
+    transport: dict[str, Any] = {}
+    if broker.startswith("redis"):
+        # A message whose worker died is delivered again after visibility_timeout; look for them every second.
+        transport = {
+            "global_keyprefix": prefix,
+            "visibility_timeout": visibility_timeout,
+            "unacked_restore_interval": 1,
+            "unacked_restore_throttle": 1,
+        }
+    app.conf.update(
+        broker_transport_options=transport,
+        result_backend_transport_options={"global_keyprefix": prefix},
+        # RabbitMQ drops a test's queues ten minutes after their last use.
+        task_queues=[Queue(q, routing_key=q, queue_arguments={"x-expires": 600_000}) for q in queues],
+        task_default_queue=queues[0],
+        result_expires=3600,
+        broker_connection_retry_on_startup=True,
+        worker_prefetch_multiplier=1,
+    )
+    return app, attach(app, config if isinstance(config, System) else list(config), poll_interval=0.2)
+
+
+if "SELINON_TEST_BROKER" in os.environ:
+    app, flows = make_app(
+        os.environ["SELINON_TEST_BROKER"],
+        os.environ["SELINON_TEST_BACKEND"],
+        os.environ["SELINON_TEST_PREFIX"],
+        os.environ["SELINON_TEST_QUEUES"].split(","),
+        os.environ["SELINON_CONFIG"].split(os.pathsep),
+        float(os.environ.get("SELINON_TEST_VISIBILITY_TIMEOUT", "30")),
+    )

@@ -1,0 +1,89 @@
+"""Tasks of the Celery tests: a small order flow. Each run is recorded in a file, so tests can count runs across
+worker processes; results never mention that file, so the local executor stores the same ones."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from selinon.task import SelinonTask
+
+
+class Recorded(SelinonTask):
+    def run(self, node_args: Any) -> Any:
+        runs = Path(node_args["dir"]) / "runs"
+        with open(runs, "a", encoding="utf-8") as out:
+            out.write(f"{self.task_name} {self.task_id} {os.getpid()}\n")
+        self.try_number = sum(line.split()[1] == self.task_id for line in runs.read_text().splitlines())
+        return self.work(node_args)
+
+    def work(self, node_args: Any) -> Any:
+        raise NotImplementedError
+
+
+def runs(directory: Path) -> list[tuple[str, str]]:
+    """(task name, task id) of every run recorded in ``directory``."""
+    path = directory / "runs"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(line.split()[0], line.split()[1]) for line in lines]
+
+
+class Order(Recorded):
+    def work(self, node_args: Any) -> Any:
+        items = node_args.get("items") or []
+        if not items:
+            raise ValueError(f"order {node_args['order']} has no items")
+        total = round(sum(item["price"] * item["quantity"] for item in items), 2)
+        return {"order": node_args["order"], "total": total, "express": bool(node_args.get("express"))}
+
+
+class Reserve(Recorded):
+    """The warehouse is busy on the first try: the task is retried (max_retry in the YAML)."""
+
+    def work(self, node_args: Any) -> Any:
+        if self.try_number == 1:
+            raise ConnectionError("the warehouse is busy")
+        order = self.parent_task_result("Order")
+        return {"order": order["order"], "reservation": f"R-{order['order']}", "tries": self.try_number}
+
+
+class Express(Recorded):
+    def work(self, node_args: Any) -> Any:
+        return {"carrier": "courier", "days": 1}
+
+
+class Standard(Recorded):
+    def work(self, node_args: Any) -> Any:
+        order = self.parent_task_result("Order")
+        return {"carrier": "post", "days": 4, "free": order["total"] >= 50}
+
+
+class Confirm(Recorded):
+    def work(self, node_args: Any) -> Any:
+        stock = self.parent_task_result("Reserve")
+        branch = "Express" if "Express" in self.parent else "Standard"
+        return {"reservation": stock["reservation"], "shipping": self.parent_task_result(branch)}
+
+
+class Audit(Recorded):
+    """The one task of the sub-flow; it gets the order through propagate_node_args."""
+
+    def work(self, node_args: Any) -> Any:
+        return {"audited": node_args["order"]}
+
+
+class Slow(Recorded):
+    """Takes long on its first run (a worker is killed in the middle of it); quick when it runs again."""
+
+    def work(self, node_args: Any) -> Any:
+        if self.try_number == 1:
+            (Path(node_args["dir"]) / "slow-started").write_text(self.task_id)
+            time.sleep(120)
+        return {"slow": "done"}
+
+
+class After(Recorded):
+    def work(self, node_args: Any) -> Any:
+        return {"after": self.parent_task_result("Slow")}
