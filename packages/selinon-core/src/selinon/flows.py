@@ -12,7 +12,6 @@ import graphlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from selinon import config as config_module
@@ -114,18 +113,7 @@ def load(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], environ: Mapping[str, str] | None = None
 ) -> System:
     """Load nodes and flow files (any split between them) into one validated :class:`System`."""
-    if isinstance(paths, str | os.PathLike):
-        paths = [paths]
-    documents = []
-    for path in paths:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigurationError(f"{source}: cannot read the file: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigurationError(f"{source}: not UTF-8 text; save the file as UTF-8") from None
-        documents.append((source, config_module._parse_yaml(text, source)))
+    documents = config_module.read_documents(paths)
     return from_documents(documents, environ)
 
 
