@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
 from selinon import registry
 from selinon.errors import ConfigurationError, SelinonError
 
+F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
@@ -223,16 +225,16 @@ def storages() -> None:
     """Configured storages."""
 
 
+def config_option(what: str = "A nodes.yaml") -> Callable[[F], F]:
+    """The ``-c/--config`` option every command that reads configuration files takes."""
+    return click.option(
+        "-c", "--config", "files", multiple=True, required=True, type=click.Path(dir_okay=False),
+        help=f"{what}; repeat for several files.",
+    )  # fmt: skip
+
+
 @storages.command("check")
-@click.option(
-    "-c",
-    "--config",
-    "files",
-    multiple=True,
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="A nodes.yaml; repeat for several files.",
-)
+@config_option()
 @click.option("--storage", "names", multiple=True, help="Check only this storage; repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def storages_check(files: tuple[str, ...], names: tuple[str, ...], as_json: bool) -> None:

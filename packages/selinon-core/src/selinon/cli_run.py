@@ -13,21 +13,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from selinon.cli import EXIT_FAILED, _table
+from selinon.cli import EXIT_FAILED, _table, config_option
 from selinon.errors import SelinonMissingDataException
 
 if TYPE_CHECKING:
     from selinon.executor import FlowRun
 
-CONFIG = click.option(
-    "-c",
-    "--config",
-    "files",
-    multiple=True,
-    required=True,
-    type=click.Path(dir_okay=False),
-    help="A nodes.yaml or flows file; repeat for several files.",
-)
+CONFIG = config_option("A nodes.yaml or flows file")
 
 
 def _json(data: Any) -> None:
