@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
 import subprocess
 import sys
 import textwrap
@@ -11,11 +12,12 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from conftest import engine_for
-from selinon_storage_postgresql import DEFAULT_TABLE, PostgreSQL
+from selinon_storage_postgresql import DEFAULT_TABLE, PostgreSQL, SqlStorage
 from sqlalchemy.engine import make_url
 
 from selinon import StorageError, StoragePool, config
@@ -169,9 +171,31 @@ def test_plugins_list_shows_both_classnames() -> None:
     assert {e["version"] for e in ours.values()} == {"0.1.0"}
 
 
+_BACKEND_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
+
+
+def _connection_identity(adapter: SqlStorage) -> dict[str, Any]:
+    """Which server session a connection of this adapter's pool is (None on SQLite), and its engine's identity."""
+    engine = adapter._engine
+    assert engine is not None
+    query = _BACKEND_ID.get(engine.dialect.name)
+    backend = None
+    if query is not None:
+        with engine.connect() as conn:
+            backend = int(conn.execute(sa.text(query)).scalar_one())
+    return {"backend": backend, "engine": id(engine), "pool": id(engine.pool)}
+
+
 def _store_in_child(prefix: str, child: int) -> None:
     for n in range(5):
         StoragePool.set({"child": child}, "forkFlow", "ForkTask", f"{prefix}-{child}-{n}", {"child": child, "n": n})
+    # What the child used: its own adapter, engine and pool, never the parent's left behind by the fork.
+    adapter = StoragePool.get_connected_storage("Results")
+    assert isinstance(adapter, SqlStorage)
+    parents = [slot.adapter for slot in StoragePool._abandoned]
+    assert parents and all(adapter is not p and adapter._engine is not p._engine for p in parents)  # type: ignore[attr-defined]
+    identity = {"pid": os.getpid(), **_connection_identity(adapter)}
+    StoragePool.set(None, "forkFlow", "ForkTask", f"{prefix}-who-{child}", identity)
 
 
 def test_fork_children_use_their_own_connections(
@@ -204,6 +228,16 @@ def test_fork_children_use_their_own_connections(
         for n in range(5):
             found = StoragePool.retrieve("forkFlow", "ForkTask", f"{prefix}-{child}-{n}")
             assert found == {"child": child, "n": n}
+    # Each child used its own connections: on PostgreSQL and MariaDB, server sessions that are not the parent's
+    # and not another child's; each child its own pid and its own engine.
+    parent = StoragePool.get_connected_storage("Results")
+    assert isinstance(parent, SqlStorage)
+    mine = _connection_identity(parent)
+    children_used = [StoragePool.retrieve("forkFlow", "ForkTask", f"{prefix}-who-{child}") for child in range(3)]
+    assert len({used["pid"] for used in children_used} | {os.getpid()}) == 4
+    if mine["backend"] is not None:
+        backends = [used["backend"] for used in children_used]
+        assert mine["backend"] not in backends and len(set(backends)) == 3, (mine, children_used)
     # The parent's pooled connections were left alone by the children: they still work.
     assert StoragePool.retrieve("forkFlow", "ForkTask", f"{prefix}-parent") == "before fork"
     StoragePool.set(None, "forkFlow", "ForkTask", f"{prefix}-parent", "after fork")

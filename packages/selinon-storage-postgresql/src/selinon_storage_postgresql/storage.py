@@ -13,10 +13,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 from sqlalchemy.engine import URL, Engine, make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateTable
 
-from selinon.errors import SelinonMissingDataException, StorageError
+from selinon.errors import SelinonMissingDataException, StorageError, TransientStorageError
 from selinon.secrets import scrub
 from selinon.storage import DataStorage, ExcInfo, describe_error
 
@@ -29,6 +29,29 @@ _EXTRAS = {"pymysql": "PyMySQL (pip install 'selinon-storage-postgresql[mysql]')
 _MYSQL = ("mysql", "mariadb")
 #: PostgreSQL SQLSTATEs that mean another process created the database first.
 _ALREADY_CREATED = ("42P04", "23505")
+#: PostgreSQL SQLSTATEs of an OperationalError worth another try: the connection failed (class 08), the server is
+#: shutting down or starting (57P01-57P03), a serialization failure or deadlock (40001, 40P01), too many
+#: connections (53300), a lock not available (55P03). Others (authentication 28xxx, a missing database 3D000,
+#: a full disk 53100...) fail at once.
+_PG_TRANSIENT = ("57P01", "57P02", "57P03", "40001", "40P01", "53300", "55P03")
+#: psycopg gives no SQLSTATE when opening a connection fails, even when the server answered with a FATAL error:
+#: those answers are permanent (authentication, a missing database or role) except these.
+_PG_FATAL_TRANSIENT = (
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "too many clients",
+    "remaining connection slots",
+    "terminating connection",
+)
+#: MariaDB/MySQL error numbers worth another try: too many connections (1040), server shutdown (1053), lock wait
+#: timeout (1205), deadlock (1213), query interrupted (1317), connection killed (1927), disconnected for
+#: inactivity (4031), and the client's own "cannot reach / lost the server" errors (2002-2055). PyMySQL raises
+#: OperationalError for permanent errors too (access denied 1045, unknown column 1054): those fail at once.
+_MYSQL_TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1317, 1927, 4031, 2002, 2003, 2006, 2013, 2014, 2055})
+#: sqlite3's "database is locked" (SQLITE_BUSY) and "database table is locked" (SQLITE_LOCKED).
+_SQLITE_TRANSIENT = (5, 6)
 
 
 def _verbatim(value: Any) -> Any:
@@ -125,6 +148,32 @@ def _is_utf8(encoding: str) -> bool:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def is_transient(exc: SQLAlchemyError) -> bool:
+    """Whether another try may succeed: a connection lost or refused, a server restarting, a lock or deadlock.
+
+    Bad SQL, an unknown table or column, failed authentication or a value the database refuses are permanent.
+    """
+    if isinstance(exc, DisconnectionError | sa.exc.TimeoutError):  # pool checkout timed out: the pool is busy
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:  # SQLAlchemy recognised a disconnect
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    orig: Any = exc.orig
+    if hasattr(orig, "sqlstate"):  # psycopg
+        sqlstate = orig.sqlstate
+        if sqlstate is None:  # a connection could not be opened: refused, reset, timed out, or turned away
+            text = str(orig)
+            return "FATAL:" not in text or any(reason in text for reason in _PG_FATAL_TRANSIENT)
+        return sqlstate.startswith("08") or sqlstate in _PG_TRANSIENT
+    if hasattr(orig, "sqlite_errorcode"):  # sqlite3 (Python 3.11+): the extended code, primary in the low byte
+        return (orig.sqlite_errorcode & 0xFF) in _SQLITE_TRANSIENT
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # PyMySQL, mysqlclient: (errno, message)
+        return args[0] in _MYSQL_TRANSIENT
+    return "database is locked" in str(orig)  # sqlite3 before Python 3.11
 
 
 class SqlStorage(DataStorage):
@@ -385,7 +434,7 @@ class SqlStorage(DataStorage):
                     self._statement("delete", conn.dialect.name, table), {"key": _task_key(task_id)}
                 ).rowcount
         except SQLAlchemyError as exc:
-            raise self._error("delete failed in", exc) from None
+            raise self._call_error("delete failed in", exc) from None
         if not deleted:
             raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
 
@@ -410,7 +459,7 @@ class SqlStorage(DataStorage):
                     return int(outcome.lastrowid)
                 return int(outcome.scalar_one())
         except SQLAlchemyError as exc:
-            raise self._error("store failed in", exc) from None
+            raise self._call_error("store failed in", exc) from None
 
     def _read(self, column: str, task_id: str) -> tuple[bool, str | bytes | None]:
         """Whether the record exists, and the JSON text of one of its columns (None for SQL NULL)."""
@@ -421,7 +470,7 @@ class SqlStorage(DataStorage):
                     self._statement(column, conn.dialect.name, table), {"key": _task_key(task_id)}
                 ).first()
         except SQLAlchemyError as exc:
-            raise self._error("retrieve failed in", exc) from None
+            raise self._call_error("retrieve failed in", exc) from None
         return (False, None) if row is None else (True, row[1])
 
     def _statement(self, name: str, dialect: str, table: sa.Table) -> Any:
@@ -450,6 +499,12 @@ class SqlStorage(DataStorage):
 
     def _error(self, what: str, exc: BaseException) -> StorageError:
         return StorageError(f"{what} {self.where}: {self._describe(exc)}")
+
+    def _call_error(self, what: str, exc: SQLAlchemyError) -> StorageError:
+        """The error a store, retrieve or delete raises: transient (the pool retries it) for a lost connection."""
+        if is_transient(exc):
+            return TransientStorageError(f"{what} {self.where}: {self._describe(exc)}")
+        return self._error(what, exc)
 
 
 class PostgreSQL(SqlStorage):

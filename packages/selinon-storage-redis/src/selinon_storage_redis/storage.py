@@ -5,6 +5,8 @@ from __future__ import annotations
 import codecs
 import json
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -21,6 +23,12 @@ DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 6379
 URL_SCHEMES = ("redis", "rediss", "unix")
 CERT_REQS = ("required", "optional", "none")
+#: Subclasses of redis-py's ConnectionError that another try cannot fix: the credentials were refused.
+CREDENTIAL_ERRORS = (
+    redis.exceptions.AuthenticationError,
+    redis.exceptions.AuthorizationError,
+    redis.exceptions.ExternalAuthProviderError,
+)
 
 
 class Redis(DataStorage):
@@ -31,6 +39,9 @@ class Redis(DataStorage):
     """
 
     thread_safe = True  # redis-py's connection pool hands each thread its own connection
+    #: A lost or refused connection, a timeout, a server still loading its data: the pool's `retry:` policy
+    #: retries them. Refused credentials are redis-py ConnectionErrors too: the adapter raises those as a
+    #: plain StorageError, so they fail at once.
     transient_errors = (
         redis.exceptions.ConnectionError,
         redis.exceptions.TimeoutError,
@@ -62,6 +73,7 @@ class Redis(DataStorage):
         ttl: int | None = None,
         connect_timeout: float = 5,
         max_connections: int | None = None,
+        client_name: str | None = None,
     ) -> None:
         super().__init__()
         if connection_pool is not None:
@@ -85,6 +97,7 @@ class Redis(DataStorage):
         self.connect_timeout = float(_optional(connect_timeout, (int, float), "connect_timeout") or 0)
         self.socket_timeout = _optional(socket_timeout, (int, float), "socket_timeout")
         self.max_connections = _optional(max_connections, int, "max_connections")
+        self.client_name = _optional(client_name, str, "client_name")
         self.errors = _optional(errors, str, "errors") or "strict"
         _check_charset(_optional(charset, str, "charset"))
 
@@ -100,6 +113,8 @@ class Redis(DataStorage):
             raise ConfigurationError(
                 f"`socket_timeout` must be a positive number of seconds (or null for none), not {socket_timeout}"
             )
+        if self.client_name is not None and (not self.client_name or any(c <= " " for c in self.client_name)):
+            raise ConfigurationError(f"`client_name` must be a non-empty name without spaces, not {client_name!r}")
         if self.max_connections is not None and self.max_connections < 1:
             raise ConfigurationError(f"`max_connections` must be 1 or more, not {self.max_connections}")
         try:
@@ -182,7 +197,10 @@ class Redis(DataStorage):
         return dict(record["error"])
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        if not self._connected().delete(self._key(task_id)):
+        key = self._key(task_id)
+        with self._credentials_checked():
+            deleted = self._connected().delete(key)
+        if not deleted:
             raise SelinonMissingDataException(f"no record for task {task_id!r} in Redis")
 
     def __repr__(self) -> str:
@@ -198,12 +216,14 @@ class Redis(DataStorage):
 
     def _write(self, task_id: str, document: bytes) -> str:
         key = self._key(task_id)
-        self._connected().set(key, document, ex=self.ttl)
+        with self._credentials_checked():
+            self._connected().set(key, document, ex=self.ttl)
         return key
 
     def _read(self, task_id: str) -> dict[str, Any]:
         key = self._key(task_id)
-        raw = self._connected().get(key)
+        with self._credentials_checked():
+            raw = self._connected().get(key)
         if raw is None:
             raise SelinonMissingDataException(f"no record for task {task_id!r} in Redis")
         try:
@@ -213,6 +233,17 @@ class Redis(DataStorage):
         if not isinstance(record, dict):
             raise StorageError(f"Redis key {key!r} does not hold a Selinon record")
         return record
+
+    @contextmanager
+    def _credentials_checked(self) -> Iterator[None]:
+        """Refused credentials (a new connection after the password changed) fail at once: retrying cannot help."""
+        try:
+            yield
+        except CREDENTIAL_ERRORS as exc:
+            message = scrub(
+                f"Redis at {self.endpoint} refused the credentials: {type(exc).__name__}: {exc}", self._secrets
+            )
+            raise StorageError(message) from None
 
     def _connected(self) -> redis.Redis:
         client = self._client
@@ -266,7 +297,7 @@ class Redis(DataStorage):
             # The core's `retry:` policy is the one place that retries; the driver fails at once.
             "retry": Retry(NoBackoff(), 0),
         }
-        for name in ("db", "username", "password"):
+        for name in ("db", "username", "password", "client_name"):
             if getattr(self, name) is not None:
                 options[name] = getattr(self, name)
         if max_connections is not None:

@@ -38,6 +38,10 @@ class TcpProxy:
             open_sockets, self._sockets = self._sockets, set()
         for sock in open_sockets:
             with contextlib.suppress(OSError):
+                # shutdown() first: a pump thread blocked in recv() would otherwise keep the socket open, and the
+                # client would wait for a reply that never comes instead of seeing the connection end.
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
                 sock.close()
         return len(open_sockets) // 2
