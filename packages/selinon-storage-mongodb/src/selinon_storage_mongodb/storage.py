@@ -12,7 +12,7 @@ from bson.codec_options import CodecOptions, TypeDecoder, TypeRegistry
 from bson.int64 import Int64
 from pymongo import ASCENDING, MongoClient, uri_parser
 from pymongo.collection import Collection
-from pymongo.errors import AutoReconnect, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import AutoReconnect, DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
 
 from selinon.errors import SelinonMissingDataException, StorageError
 from selinon.secrets import scrub
@@ -27,6 +27,8 @@ _MAX_NATIVE_DEPTH = 64
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 _DUPLICATE_KEY = 11000
 _INDEX_CONFLICTS = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
+#: BSONObjectTooLarge, and "resulting document after update is larger than ..." (older servers)
+_TOO_LARGE = (10334, 17419, 17420)
 _HOSTNAME = re.compile(r"[A-Za-z0-9.\-]+\Z")
 _VALUE_FIELDS = ("result", "result_json", "error", "error_json")
 
@@ -140,6 +142,8 @@ class MongoDB(DataStorage):
     :param tls: connect with TLS (default: off, or what ``uri`` says)
     :param tls_ca_file: CA certificates (PEM file) to verify the server with
     :param connect_timeout: seconds allowed to reach the server, on connect and on every new connection
+    :param socket_timeout: seconds one operation may wait for the server's reply before it fails (and the pool
+        retries it); guards against a server that stops answering on an open connection
     """
 
     thread_safe = True
@@ -159,6 +163,7 @@ class MongoDB(DataStorage):
         tls: bool | None = None,
         tls_ca_file: str | None = None,
         connect_timeout: float | str = 5,
+        socket_timeout: float | str = 60,
     ) -> None:
         self._secrets = {s for s in (password, uri) if isinstance(s, str) and s}
         if isinstance(host, str) and host.startswith(SCHEMES):
@@ -193,6 +198,7 @@ class MongoDB(DataStorage):
             raise ValueError("`password` is given without `username`")
         self.tls = tls
         self.connect_timeout = _number("connect_timeout", connect_timeout)
+        self.socket_timeout = _number("socket_timeout", socket_timeout)
         self.db_name = db_name
         self.collection_name = collection_name
         self.endpoint = self._endpoint()
@@ -243,6 +249,7 @@ class MongoDB(DataStorage):
         options: dict[str, Any] = {
             "serverSelectionTimeoutMS": timeout_ms,
             "connectTimeoutMS": timeout_ms,
+            "socketTimeoutMS": int(self.socket_timeout * 1000),
             "appname": "selinon",
         }
         if self.port is not None:
@@ -358,6 +365,12 @@ class MongoDB(DataStorage):
         if not deleted:
             raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
 
+    def _too_large(self, task_id: str, exc: BaseException) -> StorageError:
+        return StorageError(
+            f"cannot store task {task_id!r} in {self.where}: the record is too large for one MongoDB document "
+            f"(16 MB at most, result and node_args included); nothing was written: {self._describe(exc)}"
+        )
+
     def _find(self, task_id: str) -> dict[str, Any] | None:
         projection = {"_id": False, **dict.fromkeys(_VALUE_FIELDS, True)}
         return self._records().find_one({"task_id": _check_task_id(task_id)}, projection)
@@ -376,11 +389,17 @@ class MongoDB(DataStorage):
         for _attempt in range(3):
             try:
                 outcome = records.replace_one({"task_id": task_id}, document, upsert=True)
+            except DocumentTooLarge as exc:  # pymongo refused to send it
+                raise self._too_large(task_id, exc) from None
             except DuplicateKeyError:
                 # Another worker inserted this task id between our match and our insert (MongoDB retries that
                 # itself since 4.2; older servers, and look-alikes, report it): the document exists now, so the
                 # next attempt replaces it.
                 continue
+            except OperationFailure as exc:
+                if exc.code in _TOO_LARGE:  # the server refused it: nothing was written
+                    raise self._too_large(task_id, exc) from None
+                raise
             if outcome.upserted_id is not None:
                 return str(outcome.upserted_id)
             found = records.find_one({"task_id": task_id}, {"_id": True})

@@ -27,6 +27,8 @@ T = TypeVar("T")
 #: Longest encoded task id kept readable in a key; longer ones keep a head and a hash (S3 keys end at 1024 bytes).
 _MAX_ENCODED = 200
 _MAX_PREFIX = 512
+#: The largest object S3 takes in one PUT (5 GiB); a larger record is refused before any request.
+MAX_OBJECT_SIZE = 5 * 1024**3
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
@@ -370,6 +372,11 @@ class S3Storage(DataStorage):
     def _put(self, task_id: str, record: dict[str, Any]) -> str:
         body = _dump(record)  # fails before anything is written
         key = object_key(self.prefix, task_id)
+        if len(body) > MAX_OBJECT_SIZE:
+            raise StorageError(
+                f"cannot store task {task_id!r} in bucket {self.bucket!r}: the record is {len(body)} bytes, too "
+                f"large for one S3 object ({MAX_OBJECT_SIZE} bytes at most in one PUT); nothing was written"
+            )
         self._call("put_object", task_id, Key=key, Body=body, ContentType="application/json; charset=utf-8")
         return key
 

@@ -1,0 +1,392 @@
+"""Reliability of the MongoDB adapter through StoragePool, against a real (SecantusDB or MongoDB) server.
+
+- Connection loss while 8 threads store and read back: every connection cut through a TcpProxy (three times),
+  and the SecantusDB server this module starts on a storage directory restarted (it reopens its data intact).
+  Every call succeeds after the pool's bounded retry or raises a StorageError naming the storage; counted
+  through pymongo afterwards, every record a call reported stored is there once, with its content.
+- A server that is down at connect(): a StorageError naming the storage and the endpoint, without the password,
+  within connect_timeout (plus slack for a loaded machine).
+- Load: 10,000 records from 8 threads, all there once and correct.
+- Too large: a result over MongoDB's 16 MB document limit fails before anything is written (not retried); the
+  previous record of that task id is unchanged.
+- Timeouts: ``socket_timeout`` bounds every operation on an open connection; which errors the pool retries
+  (connection-level: pymongo's AutoReconnect family) and which it does not (authentication, server refusals,
+  too large).
+- Processes are covered by test_mongodb.py::test_fork_safety (children store through the pool on their own
+  connections, checked on the server with whatsmyuri and currentOp).
+
+The proxy sits in front of a replica-set member (SecantusDB says it is one), so the adapter reaches it with
+``directConnection=true`` in its ``uri``: without it pymongo would discover the member's own address and go
+around the proxy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import URI_ENV, Server, require_secantus, secantus_argv
+from pymongo import MongoClient
+from pymongo.errors import (
+    AutoReconnect,
+    DocumentTooLarge,
+    NetworkTimeout,
+    NotPrimaryError,
+    OperationFailure,
+    ServerSelectionTimeoutError,
+    WriteError,
+)
+from selinon_storage_mongodb import MongoDB
+
+from selinon import StorageError, StoragePool, hookimpl, plugins
+from selinon.testing import ServerProcess, TcpProxy, free_port, planted_secret
+from selinon.testing.load import FLOW, TASK, Outcome, hammer, result_for
+
+STORAGE = "ReliableMongo"
+#: Short but realistic: a lost connection is retried for up to 20 s.
+RETRY = {"attempts": 8, "deadline": 20, "backoff": 0.05, "max_backoff": 1.0}
+THREADS = 8
+Client = MongoClient[dict[str, Any]]
+
+
+class Events:
+    """Counts the pool's storage events (``retry`` among them) through the ``storage_event`` hook."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def storage_event(
+        self,
+        event: str,
+        storage_name: str,
+        flow_name: str | None,
+        task_name: str | None,
+        task_id: str | None,
+        duration: float,
+        error: BaseException | None,
+    ) -> None:
+        with self._lock:
+            self.counts[event if error is None or event == "retry" else f"{event} failed"] += 1
+
+    def __getitem__(self, event: str) -> int:
+        with self._lock:
+            return self.counts[event]
+
+
+@pytest.fixture
+def events() -> Iterator[Events]:
+    recorder = Events()
+    plugins.pm.register(recorder)
+    yield recorder
+    plugins.pm.unregister(recorder)
+
+
+@pytest.fixture
+def quiet_driver(caplog: pytest.LogCaptureFixture) -> None:
+    """pymongo logs every command at DEBUG level: thousands of calls would fill the test report."""
+    caplog.set_level(logging.INFO, logger="pymongo")
+
+
+def configure(tmp_path: Path, configuration: dict[str, Any], retry: dict[str, Any] | None = None) -> None:
+    entry: dict[str, Any] = {"name": STORAGE, "classname": "MongoDB", "configuration": configuration}
+    entry["retry"] = retry or RETRY
+    path = tmp_path / f"nodes-{uuid.uuid4().hex[:8]}.yaml"
+    path.write_text(json.dumps({"storages": [entry], "tasks": [{"name": TASK, "storage": STORAGE}]}))  # JSON is YAML
+    StoragePool.configure(path)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
+    """Poll a condition (bounded); True once it holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def check_errors(outcome: Outcome) -> None:
+    """A call may fail only as a StorageError naming the storage, raised after the pool retried it."""
+    for error in outcome.errors:
+        assert isinstance(error, StorageError), repr(error)
+        assert f"storage {STORAGE!r} (MongoDB)" in str(error), str(error)
+        assert " attempts in " in str(error), f"failed without being retried: {error}"
+
+
+def check_through_driver(client: Client, db_name: str, collection: str, outcome: Outcome, records: int) -> None:
+    """Counted with pymongo: every task id once, every record reported stored present with its content."""
+    documents = list(client[db_name][collection].find({}, {"_id": False, "task_id": True, "result": True}))
+    counts = Counter(document["task_id"] for document in documents)
+    assert not [t for t, n in counts.items() if n != 1], "task ids stored more than once"
+    assert len(documents) <= records
+    found = {document["task_id"]: document.get("result") for document in documents}
+    missing = [t for t in outcome.stored if t not in found]
+    wrong = [t for t in outcome.stored if t in found and found[t] != result_for(t)]
+    assert not missing, f"{len(missing)} of {len(outcome.stored)} records reported stored are missing: {missing[:5]}"
+    assert not wrong, f"{len(wrong)} records have the wrong content: {wrong[:5]}"
+
+
+def report(what: str, outcome: Outcome, events: Events, **extra: Any) -> None:
+    print(
+        f"{what}: {len(outcome.stored)} stored and read back, {len(outcome.errors)} errors, "
+        f"{events['retry']} retries, {outcome.seconds:.1f}s",
+        *(f"{k}={v}" for k, v in extra.items()),
+    )
+    for error in sorted({str(e) for e in outcome.errors})[:5]:
+        print(f"  error: {error[:300]}")
+
+
+# -- connection loss -------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def proxy(server: Server) -> Iterator[TcpProxy]:
+    with TcpProxy(server.host, server.port) as tcp_proxy:
+        yield tcp_proxy
+
+
+def test_connections_cut_while_threads_store(
+    tmp_path: Path,
+    server: Server,
+    client: Client,
+    new_collection: Callable[[], str],
+    proxy: TcpProxy,
+    events: Events,
+    quiet_driver: None,
+) -> None:
+    """While 8 threads store and read back through the pool, every open connection is reset three times, and
+    then the server is unreachable (connections reset, new ones refused) until the pool has retried 8 calls.
+
+    pymongo retries a read or a write once by itself (retryable reads and writes): a plain cut is usually
+    absorbed there. The outage outlasts that retry (its server selection waits ``connect_timeout``), so the
+    pool's own retry policy has to carry the calls through it.
+    """
+    if server.uri:
+        pytest.skip(f"{URI_ENV} is set: the proxy needs the server as host and port, not a URI")
+    collection, records = new_collection(), 2000
+    # after a reset, pymongo waits for its monitor's next heartbeat (10 s by default) before using the server
+    # again: each cut then costs 10 s of stalled calls; a 0.5 s heartbeat keeps the drill short
+    uri = f"mongodb://127.0.0.1:{proxy.port}/?directConnection=true&heartbeatFrequencyMS=500"
+    # socket_timeout: a reply lost in a reset (seen once in ~10 runs on the shared server) costs 10 s, not 60 s
+    configure(
+        tmp_path,
+        {"db_name": server.db_name, "collection_name": collection, "uri": uri, "connect_timeout": 1,
+         "socket_timeout": 10},
+    )  # fmt: skip
+    cuts: list[int] = []
+    drill_over = lambda: events["store"] >= records  # noqa: E731
+
+    def faults() -> None:
+        for _ in range(3):
+            stored, opened = events["store"], proxy.connections
+            cuts.append(proxy.cut())
+            # the next cut once the clients have reconnected and stored more
+            wait_until(
+                lambda opened=opened, stored=stored: (
+                    (proxy.connections > opened and events["store"] >= stored + 100) or drill_over()
+                )
+            )
+        proxy.refuse()
+        cuts.append(proxy.cut())
+        retried = events["retry"]
+        try:
+            assert wait_until(lambda: events["retry"] >= retried + THREADS or drill_over())
+        finally:
+            proxy.accept()
+
+    outcome = hammer("cut", records, THREADS, during=faults)
+    report("cut", outcome, events, cuts=cuts)
+    check_errors(outcome)
+    assert len(outcome.stored) + len(outcome.errors) == records
+    assert len(cuts) == 4 and sum(cuts) > 0, f"the proxy had no connection to cut: {cuts}"
+    assert events["retry"] >= THREADS, "the outage did not make the pool retry"
+    check_through_driver(client, server.db_name, collection, outcome, records)
+    outcome.check_all_present()
+
+
+@pytest.fixture(scope="module")
+def disk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A SecantusDB of this module's own, on a storage directory, so that a restart keeps its data."""
+    require_secantus()
+    data = tmp_path_factory.mktemp("secantus-data")
+    argv = secantus_argv("--storage-path", str(data))
+    with ServerProcess(argv, "SecantusDB on a storage directory", log=data.parent / "secantus-disk.log") as process:
+        yield process
+
+
+def test_server_restarted_while_threads_store(
+    tmp_path: Path, disk_server: ServerProcess, events: Events, quiet_driver: None
+) -> None:
+    """The server stopped and started again (on its storage directory) while 8 threads store and read back.
+
+    The restart takes longer than pymongo's own retry waits (``connect_timeout``: 1 s), so calls in flight are
+    carried through by the pool's retry policy.
+    """
+    db_name, collection, records = "selinon_test", f"restart_{uuid.uuid4().hex[:12]}", 2000
+    configure(
+        tmp_path,
+        {"db_name": db_name, "collection_name": collection, "host": "127.0.0.1", "port": disk_server.port,
+         "connect_timeout": 1, "socket_timeout": 10},
+    )  # fmt: skip
+    assert disk_server.process is not None
+    pids = [disk_server.process.pid]
+
+    def restart() -> None:
+        disk_server.restart()
+        assert disk_server.process is not None
+        pids.append(disk_server.process.pid)
+
+    outcome = hammer("restart", records, THREADS, during=restart)
+    report("restart", outcome, events, pids=pids)
+    assert len(pids) == 2 and pids[0] != pids[1], "the server was not restarted"
+    check_errors(outcome)
+    assert len(outcome.stored) + len(outcome.errors) == records
+    assert events["retry"] > 0, "no call was retried: the restart hit nothing"
+    with MongoClient(f"mongodb://127.0.0.1:{disk_server.port}/", serverSelectionTimeoutMS=10000) as client:
+        check_through_driver(client, db_name, collection, outcome, records)
+        client[db_name].drop_collection(collection)
+
+
+# -- a server down at connect() ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("down", ["refusing proxy", "closed port"])
+def test_server_down_at_connect(tmp_path: Path, server: Server, down: str) -> None:
+    """A clear StorageError naming the storage and the endpoint, without the password, within connect_timeout."""
+    secret, connect_timeout = planted_secret(), 2
+    with TcpProxy(server.host, server.port) as tcp_proxy:
+        tcp_proxy.refuse()
+        port = tcp_proxy.port if down == "refusing proxy" else free_port()
+        configure(
+            tmp_path,
+            {"db_name": "d", "collection_name": "c", "host": "127.0.0.1", "port": port, "username": "bob",
+             "password": secret, "connect_timeout": connect_timeout},
+        )  # fmt: skip
+        started = time.monotonic()
+        with pytest.raises(StorageError) as raised:
+            StoragePool.get_connected_storage(STORAGE)
+        elapsed = time.monotonic() - started
+    message = str(raised.value)
+    assert message.startswith(f"storage {STORAGE!r} (MongoDB): connect failed: "), message
+    assert f"cannot connect to MongoDB at 127.0.0.1:{port} (collection d.c)" in message
+    assert secret not in message and secret not in repr(raised.value)
+    assert elapsed < connect_timeout + 5, f"took {elapsed:.1f}s with connect_timeout {connect_timeout}s"
+    assert not StoragePool.get_storage(STORAGE).is_connected()
+
+
+# -- load ------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fresh_server(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A SecantusDB of the test's own: the session's, after the other suites' big documents, runs this load
+    test in 80 s instead of 30 s. An external server (SELINON_TEST_MONGODB_URI) is used as it is."""
+    if server.uri:
+        yield server
+        return
+    log = tmp_path_factory.mktemp("secantus-load") / "server.log"
+    with ServerProcess(secantus_argv("--storage-path", ":memory:"), "SecantusDB", log=log) as process:
+        yield Server(host=process.host, port=process.port, process=process)
+
+
+def test_ten_thousand_records_from_eight_threads(
+    tmp_path: Path, fresh_server: Server, new_collection: Callable[[], str], events: Events, quiet_driver: None
+) -> None:
+    """10,000 records stored and read back from 8 threads through the pool: every one there once, and correct."""
+    server, collection, records = fresh_server, new_collection(), 10_000
+    configure(tmp_path, {"db_name": server.db_name, "collection_name": collection, **server.options})
+    outcome = hammer("load", records, THREADS)
+    report("load", outcome, events)
+    assert outcome.errors == []
+    assert len(outcome.stored) == records
+    with MongoClient(server.client_uri, serverSelectionTimeoutMS=10000) as client:
+        assert client[server.db_name][collection].count_documents({}) == records
+        check_through_driver(client, server.db_name, collection, outcome, records)
+        client[server.db_name].drop_collection(collection)
+
+
+# -- too large -------------------------------------------------------------------------------------------------
+
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    "size",
+    [17 * MB, 16 * MB + 1024],
+    ids=["refused by pymongo", "refused by the server"],
+)
+def test_result_too_large_for_a_document(
+    tmp_path: Path,
+    server: Server,
+    client: Client,
+    collection_name: str,
+    events: Events,
+    quiet_driver: None,
+    size: int,
+) -> None:
+    """Over 16 MB: a StorageError that says so, at once (no retry); the previous record is unchanged."""
+    configure(tmp_path, {"db_name": server.db_name, "collection_name": collection_name, **server.options})
+    task_id = f"too-large-{uuid.uuid4()}"
+    StoragePool.set({"n": 1}, FLOW, TASK, task_id, "the previous result")
+    records = client[server.db_name][collection_name]
+    before = records.find_one({"task_id": task_id})
+    with pytest.raises(StorageError) as raised:
+        StoragePool.set({"n": 2}, FLOW, TASK, task_id, "x" * size)
+    message = str(raised.value)
+    assert message.startswith(f"storage {STORAGE!r} (MongoDB): store failed: "), message[:300]
+    assert "too large for one MongoDB document" in message, message[:300]
+    assert len(message) < 1000 and "xxxxxxxx" not in message
+    assert events["retry"] == 0
+    assert records.count_documents({"task_id": task_id}) == 1
+    assert records.find_one({"task_id": task_id}) == before
+    assert StoragePool.retrieve(FLOW, TASK, task_id) == "the previous result"
+
+
+def test_big_result_under_the_limit_is_stored(
+    tmp_path: Path, server: Server, collection_name: str, quiet_driver: None
+) -> None:
+    """The limit is MongoDB's, not the adapter's: 15 MB still fits."""
+    configure(tmp_path, {"db_name": server.db_name, "collection_name": collection_name, **server.options})
+    task_id = f"big-{uuid.uuid4()}"
+    StoragePool.set(None, FLOW, TASK, task_id, "y" * (15 * MB))
+    assert len(StoragePool.retrieve(FLOW, TASK, task_id)) == 15 * MB
+
+
+# -- timeouts and what the pool retries --------------------------------------------------------------------------
+
+
+def test_socket_timeout_bounds_every_operation() -> None:
+    """A server that stops answering on an open connection fails the call after ``socket_timeout`` with a
+    NetworkTimeout, which the pool retries (an AutoReconnect); the default is 60 s."""
+    assert MongoDB(db_name="d", collection_name="c")._client_options()["socketTimeoutMS"] == 60_000
+    adapter = MongoDB(db_name="d", collection_name="c", socket_timeout="2.5")  # an expanded {ENV} reference
+    assert adapter._client_options()["socketTimeoutMS"] == 2500
+    assert issubclass(NetworkTimeout, MongoDB.transient_errors)
+    with pytest.raises(ValueError, match="`socket_timeout` must be a number of seconds greater than 0"):
+        MongoDB(db_name="d", collection_name="c", socket_timeout=0)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [AutoReconnect("lost"), NetworkTimeout("slow"), ServerSelectionTimeoutError("down"), NotPrimaryError("stepping")],
+)
+def test_connection_level_errors_are_transient(error: Exception) -> None:
+    assert isinstance(error, MongoDB.transient_errors)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OperationFailure("Authentication failed", 18), DocumentTooLarge("big"), WriteError("bad", 2), StorageError("x")],
+)
+def test_permanent_errors_are_not_transient(error: Exception) -> None:
+    assert not isinstance(error, MongoDB.transient_errors)
