@@ -68,10 +68,12 @@ def test_adapter_core_range(name: str) -> None:
     assert str(specifier), f"{name}: declare a range for {CORE}, such as >=0.1,<1"
     assert specifier.contains(core, prereleases=True), f"{name} requires {CORE}{specifier}, which excludes {core}"
     assert any(s.operator in ("<", "<=", "~=", "==") for s in specifier), f"{name}: bound the {CORE} range above"
-    # The newest CHANGELOG entry states the core range, so raising it is always recorded for users.
-    newest = (PACKAGES / name / "CHANGELOG.md").read_text().split("\n## ")[1]
-    stated = re.search(r"Requires selinon-core\s*([^\s`]+?)[.,;]?(?:\s|$)", newest)
-    assert stated, f"{name}: the newest CHANGELOG entry must say 'Requires selinon-core <range>'"
+    # The CHANGELOG entry of the current version states the core range, so raising it is always recorded.
+    version = project(name)["version"]
+    entries = (PACKAGES / name / "CHANGELOG.md").read_text().split("\n## ")
+    current = next((e for e in entries if e.split("\n", 1)[0].strip(" []") == version), "")
+    stated = re.search(r"Requires selinon-core\s*([^\s`]+?)[.,;]?(?:\s|$)", current)
+    assert stated, f"{name}: the CHANGELOG entry of {version} must say 'Requires selinon-core <range>'"
     assert Requirement(f"{CORE}{stated.group(1)}").specifier == specifier, (
         f"{name}: CHANGELOG says selinon-core{stated.group(1)}, pyproject says {specifier}"
     )

@@ -242,7 +242,12 @@ def test_server_restarted_while_threads_store(
     pids = [disk_server.process.pid]
 
     def restart() -> None:
-        disk_server.restart()
+        # Down until the pool has retried calls (pymongo alone may carry a short restart), then up again.
+        disk_server.stop()
+        deadline = time.monotonic() + 30
+        while events["retry"] < THREADS and time.monotonic() < deadline:
+            time.sleep(0.05)
+        disk_server.start()
         assert disk_server.process is not None
         pids.append(disk_server.process.pid)
 
