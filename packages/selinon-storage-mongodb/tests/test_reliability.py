@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from collections import Counter
@@ -46,9 +45,9 @@ from pymongo.errors import (
 )
 from selinon_storage_mongodb import MongoDB
 
-from selinon import StorageError, StoragePool, hookimpl, plugins
+from selinon import StorageError, StoragePool
 from selinon.testing import ServerProcess, TcpProxy, free_port, planted_secret
-from selinon.testing.load import FLOW, TASK, Outcome, hammer, result_for
+from selinon.testing.load import FLOW, TASK, Outcome, StorageEvents, hammer, result_for, storage_events
 
 STORAGE = "ReliableMongo"
 #: Short but realistic: a lost connection is retried for up to 20 s.
@@ -57,38 +56,7 @@ THREADS = 8
 Client = MongoClient[dict[str, Any]]
 
 
-class Events:
-    """Counts the pool's storage events (``retry`` among them) through the ``storage_event`` hook."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    @hookimpl
-    def storage_event(
-        self,
-        event: str,
-        storage_name: str,
-        flow_name: str | None,
-        task_name: str | None,
-        task_id: str | None,
-        duration: float,
-        error: BaseException | None,
-    ) -> None:
-        with self._lock:
-            self.counts[event if error is None or event == "retry" else f"{event} failed"] += 1
-
-    def __getitem__(self, event: str) -> int:
-        with self._lock:
-            return self.counts[event]
-
-
-@pytest.fixture
-def events() -> Iterator[Events]:
-    recorder = Events()
-    plugins.pm.register(recorder)
-    yield recorder
-    plugins.pm.unregister(recorder)
+events = pytest.fixture(storage_events, name="events")
 
 
 @pytest.fixture
@@ -136,7 +104,7 @@ def check_through_driver(client: Client, db_name: str, collection: str, outcome:
     assert not wrong, f"{len(wrong)} records have the wrong content: {wrong[:5]}"
 
 
-def report(what: str, outcome: Outcome, events: Events, **extra: Any) -> None:
+def report(what: str, outcome: Outcome, events: StorageEvents, **extra: Any) -> None:
     print(
         f"{what}: {len(outcome.stored)} stored and read back, {len(outcome.errors)} errors, "
         f"{events['retry']} retries, {outcome.seconds:.1f}s",
@@ -161,7 +129,7 @@ def test_connections_cut_while_threads_store(
     client: Client,
     new_collection: Callable[[], str],
     proxy: TcpProxy,
-    events: Events,
+    events: StorageEvents,
     quiet_driver: None,
 ) -> None:
     """While 8 threads store and read back through the pool, every open connection is reset three times, and
@@ -225,7 +193,7 @@ def disk_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProc
 
 
 def test_server_restarted_while_threads_store(
-    tmp_path: Path, disk_server: ServerProcess, events: Events, quiet_driver: None
+    tmp_path: Path, disk_server: ServerProcess, events: StorageEvents, quiet_driver: None
 ) -> None:
     """The server stopped and started again (on its storage directory) while 8 threads store and read back.
 
@@ -305,7 +273,7 @@ def fresh_server(server: Server, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 def test_ten_thousand_records_from_eight_threads(
-    tmp_path: Path, fresh_server: Server, new_collection: Callable[[], str], events: Events, quiet_driver: None
+    tmp_path: Path, fresh_server: Server, new_collection: Callable[[], str], events: StorageEvents, quiet_driver: None
 ) -> None:
     """10,000 records stored and read back from 8 threads through the pool: every one there once, and correct."""
     server, collection, records = fresh_server, new_collection(), 10_000
@@ -335,7 +303,7 @@ def test_result_too_large_for_a_document(
     server: Server,
     client: Client,
     collection_name: str,
-    events: Events,
+    events: StorageEvents,
     quiet_driver: None,
     size: int,
 ) -> None:

@@ -28,10 +28,10 @@ from conftest import engine_for
 from selinon_storage_postgresql.storage import is_transient
 from sqlalchemy.engine import make_url
 
-from selinon import StorageError, StoragePool, hookimpl, plugins
+from selinon import StorageError, StoragePool
 from selinon.errors import TransientStorageError
 from selinon.testing import TcpProxy, free_port, planted_secret
-from selinon.testing.load import FLOW, TASK, Outcome, hammer, result_for
+from selinon.testing.load import FLOW, TASK, Outcome, StorageEvents, hammer, result_for, storage_events
 
 STORAGE = "Results"
 # Short but realistic: a lost connection is retried at once and again for up to 20 s.
@@ -55,29 +55,7 @@ def configure(tmp_path: Path, url: str, table: str, retry: dict[str, Any] | None
     StoragePool.configure(path)
 
 
-class Events:
-    """The pool's storage events, as a hook plugin sees them; ``retried`` is set at the first retry."""
-
-    def __init__(self) -> None:
-        self.retries: list[BaseException] = []
-        self.retried = threading.Event()
-        self._lock = threading.Lock()
-
-    @hookimpl
-    def storage_event(self, event: str, error: BaseException | None) -> None:
-        if event == "retry":
-            assert error is not None
-            with self._lock:
-                self.retries.append(error)
-            self.retried.set()
-
-
-@pytest.fixture
-def events() -> Iterator[Events]:
-    recorder = Events()
-    plugins.pm.register(recorder)
-    yield recorder
-    plugins.pm.unregister(recorder)
+events = pytest.fixture(storage_events, name="events")
 
 
 def rows(url: str, table: str, prefix: str) -> dict[str, list[Any]]:
@@ -149,7 +127,7 @@ def table(table_name: str, created_tables: set[tuple[str, str]]) -> Callable[[st
 
 
 def test_pg_terminate_backend_while_8_threads_work(
-    postgresql_url: str, table: Callable[[str], str], tmp_path: Path, events: Events
+    postgresql_url: str, table: Callable[[str], str], tmp_path: Path, events: StorageEvents
 ) -> None:
     """pg_terminate_backend() of every connection of the adapter (found by its unique application_name), three
     times while 8 threads store and read back: nothing is lost, nothing is doubled, no call fails."""
@@ -183,7 +161,7 @@ def test_pg_terminate_backend_while_8_threads_work(
 
 @pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
 def test_proxy_cut_while_8_threads_work(
-    backend: str, request: pytest.FixtureRequest, table: Callable[[str], str], tmp_path: Path, events: Events
+    backend: str, request: pytest.FixtureRequest, table: Callable[[str], str], tmp_path: Path, events: StorageEvents
 ) -> None:
     """Every connection between adapter and server reset (through a TCP proxy), three times while 8 threads
     store and read back: nothing is lost, nothing is doubled, no call fails."""
@@ -211,7 +189,7 @@ def test_proxy_cut_while_8_threads_work(
 
 
 def test_a_call_in_flight_when_its_backend_is_terminated_is_retried(
-    postgresql_url: str, table: Callable[[str], str], tmp_path: Path, events: Events
+    postgresql_url: str, table: Callable[[str], str], tmp_path: Path, events: StorageEvents
 ) -> None:
     """Deterministic: an upsert waits on a row lock the test holds; its backend is terminated while it waits;
     the pool retries it on a new connection and the record is there once."""
@@ -258,7 +236,7 @@ def test_a_call_in_flight_when_its_backend_is_terminated_is_retried(
 
 
 def test_a_locked_sqlite_database_is_retried_until_it_is_free(
-    sqlite_url: str, table: Callable[[str], str], tmp_path: Path, events: Events
+    sqlite_url: str, table: Callable[[str], str], tmp_path: Path, events: StorageEvents
 ) -> None:
     """Deterministic: another connection holds the SQLite file locked; the store waits `connect_timeout`, fails
     with "database is locked", is retried by the pool, and goes through once the lock is released."""
@@ -286,7 +264,7 @@ def test_a_locked_sqlite_database_is_retried_until_it_is_free(
 
 @pytest.mark.parametrize("backend", ["postgresql", "sqlite", "mariadb"])
 def test_permanent_errors_are_not_retried(
-    backend: str, request: pytest.FixtureRequest, table: Callable[[str], str], tmp_path: Path, events: Events
+    backend: str, request: pytest.FixtureRequest, table: Callable[[str], str], tmp_path: Path, events: StorageEvents
 ) -> None:
     """A table dropped under the adapter (an unknown table) fails the call at once, with no retry."""
     url: str = request.getfixturevalue(

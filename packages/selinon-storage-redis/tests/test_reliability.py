@@ -31,9 +31,9 @@ import pytest
 import redis
 from conftest import PrivateRedis
 
-from selinon import StorageError, StoragePool, hookimpl, plugins
+from selinon import StorageError, StoragePool
 from selinon.testing import TcpProxy, free_port, planted_secret
-from selinon.testing.load import FLOW, TASK, Outcome, hammer, result_for
+from selinon.testing.load import FLOW, TASK, Outcome, StorageEvents, hammer, result_for, storage_events
 
 STORAGE = "Results"
 # Short but realistic: a lost connection is retried at once and again for up to 20 s.
@@ -56,29 +56,7 @@ def unique_name(what: str) -> str:
     return f"selinon-{what}-{uuid.uuid4().hex[:8]}"
 
 
-class Events:
-    """The pool's retries, as a hook plugin sees them; ``retried`` is set at the first one."""
-
-    def __init__(self) -> None:
-        self.retries: list[BaseException] = []
-        self.retried = threading.Event()
-        self._lock = threading.Lock()
-
-    @hookimpl
-    def storage_event(self, event: str, error: BaseException | None) -> None:
-        if event == "retry":
-            assert error is not None
-            with self._lock:
-                self.retries.append(error)
-            self.retried.set()
-
-
-@pytest.fixture
-def events() -> Iterator[Events]:
-    recorder = Events()
-    plugins.pm.register(recorder)
-    yield recorder
-    plugins.pm.unregister(recorder)
+events = pytest.fixture(storage_events, name="events")
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0, every: float = 0.02) -> bool:
@@ -126,7 +104,7 @@ def check_outcome(outcome: Outcome, client: redis.Redis, key_prefix: str, prefix
 
 
 def test_client_kill_while_8_threads_work(
-    redis_url: str, key_prefix: str, driver: redis.Redis, tmp_path: Path, events: Events
+    redis_url: str, key_prefix: str, driver: redis.Redis, tmp_path: Path, events: StorageEvents
 ) -> None:
     """CLIENT KILL of every connection of the adapter (found by its unique client name), three times while 8
     threads store and read back: nothing is lost, nothing is doubled, no call fails."""
@@ -153,7 +131,7 @@ def test_client_kill_while_8_threads_work(
 
 
 def test_proxy_cut_while_8_threads_work(
-    redis_url: str, key_prefix: str, driver: redis.Redis, tmp_path: Path, events: Events
+    redis_url: str, key_prefix: str, driver: redis.Redis, tmp_path: Path, events: StorageEvents
 ) -> None:
     """Every connection between adapter and server reset (through a TCP proxy), three times while 8 threads
     store and read back: nothing is lost, nothing is doubled, no call fails."""
@@ -181,7 +159,7 @@ def test_proxy_cut_while_8_threads_work(
 
 
 def test_a_call_in_flight_when_its_connection_is_killed_is_retried(
-    private_redis: PrivateRedis, tmp_path: Path, events: Events
+    private_redis: PrivateRedis, tmp_path: Path, events: StorageEvents
 ) -> None:
     """Deterministic: a SET is held by CLIENT PAUSE WRITE on the private server; its connection is killed while
     it waits; the pool retries it on a new connection, and it is stored once the server resumes."""
@@ -212,7 +190,9 @@ def test_a_call_in_flight_when_its_connection_is_killed_is_retried(
     admin.close()
 
 
-def test_refused_credentials_are_not_retried(private_redis: PrivateRedis, tmp_path: Path, events: Events) -> None:
+def test_refused_credentials_are_not_retried(
+    private_redis: PrivateRedis, tmp_path: Path, events: StorageEvents
+) -> None:
     """The adapter's ACL user is deleted (which closes its connections): the next call cannot authenticate on a
     new connection, and fails at once with a StorageError that does not show the password."""
     user, password, name = unique_name("user"), planted_secret(), unique_name("auth")

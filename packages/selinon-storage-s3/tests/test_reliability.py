@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,9 +35,9 @@ import selinon_storage_s3.storage as storage_module
 from conftest import Endpoint
 from selinon_storage_s3 import object_key
 
-from selinon import StorageError, StoragePool, hookimpl, plugins
+from selinon import StorageError, StoragePool
 from selinon.testing import TcpProxy, free_port, planted_secret
-from selinon.testing.load import FLOW, TASK, Outcome, hammer, result_for
+from selinon.testing.load import FLOW, TASK, Outcome, StorageEvents, hammer, result_for, storage_events
 
 STORAGE = "ReliableS3"
 #: Short but realistic: a lost connection is retried for up to 20 s.
@@ -47,38 +45,7 @@ RETRY = {"attempts": 8, "deadline": 20, "backoff": 0.05, "max_backoff": 1.0}
 THREADS = 8
 
 
-class Events:
-    """Counts the pool's storage events (``retry`` among them) through the ``storage_event`` hook."""
-
-    def __init__(self) -> None:
-        self.counts: Counter[str] = Counter()
-        self._lock = threading.Lock()
-
-    @hookimpl
-    def storage_event(
-        self,
-        event: str,
-        storage_name: str,
-        flow_name: str | None,
-        task_name: str | None,
-        task_id: str | None,
-        duration: float,
-        error: BaseException | None,
-    ) -> None:
-        with self._lock:
-            self.counts[event if error is None or event == "retry" else f"{event} failed"] += 1
-
-    def __getitem__(self, event: str) -> int:
-        with self._lock:
-            return self.counts[event]
-
-
-@pytest.fixture
-def events() -> Iterator[Events]:
-    recorder = Events()
-    plugins.pm.register(recorder)
-    yield recorder
-    plugins.pm.unregister(recorder)
+events = pytest.fixture(storage_events, name="events")
 
 
 @pytest.fixture
@@ -137,7 +104,7 @@ def check_through_driver(s3: Endpoint, bucket: str, outcome: Outcome, records: i
     assert not bad, f"{len(bad)} records have the wrong content: {bad[:5]}"
 
 
-def report(what: str, outcome: Outcome, events: Events, **extra: Any) -> None:
+def report(what: str, outcome: Outcome, events: StorageEvents, **extra: Any) -> None:
     print(
         f"{what}: {len(outcome.stored)} stored and read back, {len(outcome.errors)} errors, "
         f"{events['retry']} retries, {outcome.seconds:.1f}s",
@@ -158,7 +125,7 @@ def proxy(s3: Endpoint) -> Iterator[TcpProxy]:
 
 
 def test_connections_cut_while_threads_store(
-    tmp_path: Path, s3: Endpoint, bucket: str, proxy: TcpProxy, events: Events, quiet_driver: None
+    tmp_path: Path, s3: Endpoint, bucket: str, proxy: TcpProxy, events: StorageEvents, quiet_driver: None
 ) -> None:
     """While 8 threads store and read back through the pool, every open connection is reset three times, and
     then the server is unreachable (connections reset, new ones refused) until the pool has retried 8 calls.
@@ -229,7 +196,7 @@ def test_server_down_at_connect(tmp_path: Path, s3: Endpoint, bucket: str, down:
 
 
 def test_ten_thousand_records_from_eight_threads(
-    tmp_path: Path, s3: Endpoint, bucket: str, events: Events, quiet_driver: None
+    tmp_path: Path, s3: Endpoint, bucket: str, events: StorageEvents, quiet_driver: None
 ) -> None:
     """10,000 records stored and read back from 8 threads through the pool: every one there once, and correct."""
     records = 10_000
@@ -248,7 +215,7 @@ def test_ten_thousand_records_from_eight_threads(
 # -- permanent errors and results that cannot be stored ----------------------------------------------------------
 
 
-def test_a_missing_bucket_is_not_retried(tmp_path: Path, s3: Endpoint, bucket: str, events: Events) -> None:
+def test_a_missing_bucket_is_not_retried(tmp_path: Path, s3: Endpoint, bucket: str, events: StorageEvents) -> None:
     configure(tmp_path, s3.options(bucket=bucket))
     StoragePool.set(None, FLOW, TASK, "before", 1)
     client = s3.client()
@@ -263,7 +230,7 @@ def test_a_missing_bucket_is_not_retried(tmp_path: Path, s3: Endpoint, bucket: s
 
 @pytest.mark.parametrize("result", [{"a set"}, float("nan"), object()], ids=["set", "NaN", "object"])
 def test_a_result_json_cannot_hold_is_refused_before_writing(
-    tmp_path: Path, s3: Endpoint, bucket: str, events: Events, result: Any
+    tmp_path: Path, s3: Endpoint, bucket: str, events: StorageEvents, result: Any
 ) -> None:
     configure(tmp_path, s3.options(bucket=bucket))
     StoragePool.set({"n": 1}, FLOW, TASK, "task", "the previous result")
@@ -276,7 +243,7 @@ def test_a_result_json_cannot_hold_is_refused_before_writing(
 
 
 def test_a_record_over_the_size_limit_is_refused_before_writing(
-    tmp_path: Path, s3: Endpoint, bucket: str, events: Events, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, s3: Endpoint, bucket: str, events: StorageEvents, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """S3's limit of one PUT (5 GiB) is the adapter's, checked before any request; lowered here to 64 KiB."""
     assert storage_module.MAX_OBJECT_SIZE == 5 * 1024**3

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from selinon import plugins
+from selinon.hookspecs import hookimpl
 from selinon.pool import StoragePool
 
 FLOW, TASK = "reliabilityFlow", "reliabilityTask"
@@ -82,3 +85,41 @@ def hammer(
         fault.join()
     outcome.seconds = time.monotonic() - start
     return outcome
+
+
+class StorageEvents:
+    """A ``storage_event`` hook plugin that counts the pool's events and keeps the errors of its retries.
+
+    ``events["retry"]`` counts retries, ``events["store"]`` successful stores, ``events["store failed"]`` stores
+    that failed for good; ``retried`` is set at the first retry.
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.retries: list[BaseException] = []
+        self.retried = threading.Event()
+        self._lock = threading.Lock()
+
+    @hookimpl
+    def storage_event(self, event: str, error: BaseException | None) -> None:
+        with self._lock:
+            self.counts[event if error is None or event == "retry" else f"{event} failed"] += 1
+            if event == "retry" and error is not None:
+                self.retries.append(error)
+        if event == "retry":
+            self.retried.set()
+
+    def __getitem__(self, event: str) -> int:
+        with self._lock:
+            return self.counts[event]
+
+
+def storage_events() -> Iterator[StorageEvents]:
+    """Record the pool's events while the caller runs; use as a fixture: ``events = pytest.fixture(storage_events,
+    name="events")``."""
+    recorder = StorageEvents()
+    plugins.pm.register(recorder)
+    try:
+        yield recorder
+    finally:
+        plugins.pm.unregister(recorder)
