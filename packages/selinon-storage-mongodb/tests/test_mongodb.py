@@ -338,6 +338,23 @@ def test_record_layout(storage: MongoDB, client: Client, server: Server, collect
     assert type(storage.retrieve(FLOW, TASK, key)["score"]) is int  # not bson's Int64
 
 
+def test_large_integers_come_back_as_int_at_any_depth(storage: MongoDB) -> None:
+    key = tid()
+    result = {"a": [[2**40, {"b": -(2**62), "c": [2**63 - 1]}], 7], "d": {"e": {"f": 2**33}}, "g": 1}
+    storage.store(None, FLOW, TASK, key, result)
+    retrieved = storage.retrieve(FLOW, TASK, key)
+    assert retrieved == result
+
+    def kinds(value: object) -> list[type]:
+        if isinstance(value, dict):
+            return [kind for item in value.values() for kind in kinds(item)]
+        if isinstance(value, list):
+            return [kind for item in value for kind in kinds(item)]
+        return [type(value)]
+
+    assert kinds(retrieved) == [int] * 6
+
+
 @pytest.mark.parametrize(
     "value",
     [
