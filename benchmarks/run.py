@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,38 +40,29 @@ def servers() -> Iterator[dict[str, str]]:
         "redis": os.environ.get("SELINON_BENCH_REDIS", "127.0.0.1:6379"),
     }
     started = []
-    try:
-        if "SELINON_BENCH_MONGODB" in os.environ:
-            found["mongodb"] = os.environ["SELINON_BENCH_MONGODB"]
-        else:
-            mongo = ServerProcess(
-                [
-                    sys.executable,
-                    "-m",
-                    "secantus",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    "{port}",
-                    "--storage-path",
-                    ":memory:",
-                ],
-                "SecantusDB",
-            ).start()
-            started.append(mongo)
-            found["mongodb"] = f"127.0.0.1:{mongo.port}"
-        if "SELINON_BENCH_S3" in os.environ:
-            found["s3"] = os.environ["SELINON_BENCH_S3"]
-        else:
-            moto = ServerProcess(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"], "moto S3 server"
-            ).start()
-            started.append(moto)
-            found["s3"] = f"http://127.0.0.1:{moto.port}"
-        yield found
-    finally:
-        for process in started:
-            process.stop()
+    with tempfile.TemporaryDirectory(prefix="selinon-bench-mongodb-") as mongodb_data:
+        try:
+            if "SELINON_BENCH_MONGODB" in os.environ:
+                found["mongodb"] = os.environ["SELINON_BENCH_MONGODB"]
+            else:
+                # On a storage directory: SecantusDB's in-memory engine fills up and fails every write after a
+                # few hundred 5 MB replacements.
+                argv = ["-m", "secantus", "--host", "127.0.0.1", "--port", "{port}", "--storage-path", mongodb_data]
+                mongo = ServerProcess([sys.executable, *argv], "SecantusDB").start()
+                started.append(mongo)
+                found["mongodb"] = f"127.0.0.1:{mongo.port}"
+            if "SELINON_BENCH_S3" in os.environ:
+                found["s3"] = os.environ["SELINON_BENCH_S3"]
+            else:
+                moto = ServerProcess(
+                    [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"], "moto S3 server"
+                ).start()
+                started.append(moto)
+                found["s3"] = f"http://127.0.0.1:{moto.port}"
+            yield found
+        finally:
+            for process in started:
+                process.stop()
 
 
 def configure_pool(classname: str, configuration: dict[str, object]):  # type: ignore[no-untyped-def]
@@ -142,12 +134,11 @@ def main() -> int:
                             backend,
                             pool,
                             threads,
-                            max(3, rounds // 2),
+                            rounds,  # threads make single rounds noisier: as many rounds as single-thread rows
                             seconds,
                         )
                     pool.disconnect_all()
-                # Largest payloads last: SecantusDB, the MongoDB test server, fails every write after a few
-                # hundred 5 MB replacements, which must not spoil the other measurements.
+                # Largest payloads last: a server that fails under them must not spoil the other measurements.
                 if "payload" in parts:
                     for size in (100 * 1024, 5 * 1024 * 1024):
                         measure(
