@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import click
 
@@ -43,7 +44,23 @@ def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> 
         ctx.exit()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The top-level group; commands kept in other modules are imported when run or listed in help, so that
+    `selinon plugins list` on a worker does not pay for `selinon run` (start-up is in the benchmarks)."""
+
+    lazy: ClassVar[dict[str, str]] = {"run": "selinon.cli_run:run", "results": "selinon.cli_run:results"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module, _, attr = self.lazy[name].partition(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--version",
     is_flag=True,
@@ -319,9 +336,3 @@ def main(argv: list[str] | None = None) -> None:
     except SelinonError as exc:
         click.echo(f"selinon: error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
-
-
-from selinon.cli_run import results, run  # noqa: E402 - the commands need cli's helpers defined above
-
-cli.add_command(run)
-cli.add_command(results)

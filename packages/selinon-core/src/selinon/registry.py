@@ -93,14 +93,14 @@ def core_version() -> str:
 _REQUIREMENT = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*\(?([^;)]*)\)?\s*(?:;(.*))?")
 
 
-def _requires_core(dist: Any) -> str | None:
-    """The ``selinon-core`` version range a distribution declares, if any.
+def _requires_core(requirements: list[str] | None) -> str | None:
+    """The ``selinon-core`` version range among a distribution's requirements, if any.
 
     A ``Requires-Dist`` line is a name, extras, a version range and a marker (PEP 508); only the range is wanted,
     and only from a line without an ``extra`` marker. Splitting it here spares every command the 40 ms that
     importing packaging's full requirement parser costs; the range itself is checked by packaging's SpecifierSet.
     """
-    for line in dist.requires or ():
+    for line in requirements or ():
         match = _REQUIREMENT.fullmatch(line)
         if match is None or re.sub(r"[-_.]+", "-", match.group(1)).lower() != CORE_DISTRIBUTION:
             continue
@@ -110,20 +110,26 @@ def _requires_core(dist: Any) -> str | None:
     return None
 
 
+def _about(dist: Any) -> tuple[str, str, str | None]:
+    """Name, version and ``selinon-core`` range of a distribution, from one read of its metadata (each property
+    of a Distribution reads and parses the file again; start-up is in the benchmarks)."""
+    metadata = dist.metadata
+    name, version = metadata["Name"], metadata["Version"]
+    if name == CORE_DISTRIBUTION:
+        return name, version, None
+    return name, version, _requires_core(metadata.get_all("Requires-Dist") or dist.requires)
+
+
 def entries() -> list[StorageEntry]:
     """Every storage class on offer: entry points first, then classes registered through the hook."""
     found: list[StorageEntry] = []
-    for ep in importlib_metadata.entry_points(group=GROUP):
-        dist = ep.dist
-        found.append(
-            StorageEntry(
-                classname=ep.name,
-                value=ep.value,
-                distribution=dist.name if dist else None,
-                version=dist.version if dist else None,
-                requires_core=_requires_core(dist) if dist and dist.name != CORE_DISTRIBUTION else None,
-            )
-        )
+    installed = importlib_metadata.entry_points()  # one scan of the installed distributions for both groups
+    about: dict[Any, tuple[str | None, str | None, str | None]] = {None: (None, None, None)}
+    for ep in installed.select(group=GROUP):
+        if ep.dist not in about:
+            about[ep.dist] = _about(ep.dist)
+        distribution, version, requires_core = about[ep.dist]
+        found.append(StorageEntry(ep.name, ep.value, distribution, version, requires_core=requires_core))
 
     def register(cls: type[DataStorage] | str, name: str | None = None) -> None:
         if isinstance(cls, str):
@@ -134,7 +140,7 @@ def entries() -> list[StorageEntry]:
             name = name or cls.__name__
         found.append(StorageEntry(classname=name, value=value, source="hook", _class=cls_obj))
 
-    if "selinon.plugins" not in sys.modules and not importlib_metadata.entry_points(group="selinon"):
+    if "selinon.plugins" not in sys.modules and not installed.select(group="selinon"):
         return found  # no hook plugin installed nor registered in code: spare every command pluggy's import
     from selinon.plugins import load_plugins, plugin_distributions
 
@@ -146,7 +152,7 @@ def entries() -> list[StorageEntry]:
         for entry in found[before:]:
             entry.distribution, entry.version = dist or (None, None)
             if entry.distribution and entry.distribution != CORE_DISTRIBUTION:
-                entry.requires_core = _requires_core(importlib_metadata.distribution(entry.distribution))
+                entry.requires_core = _requires_core(importlib_metadata.distribution(entry.distribution).requires)
     return found
 
 

@@ -8,7 +8,6 @@ behind each method are in the adapter guide (packages/selinon-core/docs/adapters
 from __future__ import annotations
 
 import abc
-import traceback
 from types import TracebackType
 from typing import Any, ClassVar, TypeAlias
 
@@ -87,6 +86,8 @@ class DataStorage(abc.ABC):
 
 def describe_error(exc_info: ExcInfo) -> dict[str, str]:
     """The portable form of a task's failure that every first-party adapter stores and reads back."""
+    import traceback  # here, not at the top: 3 ms of every command's and worker's start-up
+
     exc_type, exc, tb = exc_info
     return {
         "type": f"{exc_type.__module__}.{exc_type.__qualname__}",
