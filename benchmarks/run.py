@@ -88,6 +88,8 @@ def main() -> int:
         help="run only these parts: overhead, scaling, payload, startup, discovery",
     )
     args = parser.parse_args()
+    # Every row gets the same number of rounds: with three, single rows of a noisy server or of many threads
+    # landed anywhere between 0.8 and 1.2 from one run to the next.
     rounds, seconds = (3, 0.3) if args.quick else (7, 1.0)
     parts = set(args.only) or {"overhead", "scaling", "payload", "startup", "discovery"}
     results: list[Comparison] = []
@@ -134,7 +136,7 @@ def main() -> int:
                             backend,
                             pool,
                             threads,
-                            rounds,  # threads make single rounds noisier: as many rounds as single-thread rows
+                            rounds,
                             seconds,
                         )
                     pool.disconnect_all()
@@ -143,7 +145,7 @@ def main() -> int:
                     for size in (100 * 1024, 5 * 1024 * 1024):
                         measure(
                             f"{name}: payload {size // 1024} KB", overhead,
-                            backend, max(3, rounds // 2), seconds * (2 if size > 1 << 20 else 1), size,
+                            backend, rounds, seconds * (2 if size > 1 << 20 else 1), size,
                         )  # fmt: skip
             finally:
                 backend.cleanup(backend.configuration)
