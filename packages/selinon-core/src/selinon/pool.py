@@ -293,8 +293,8 @@ class StoragePool:
         """Run one adapter call: serialised if the adapter needs it, retried on transient errors until the
         storage's retry policy gives up, observed by hooks, and with every error made safe to show.
 
-        This runs around every store and retrieve: on a thread-safe adapter with no hook listening it adds two
-        clock reads and no lock (the benchmarks compare it with the raw drivers)."""
+        This runs around every store and retrieve: on a thread-safe adapter with no hook listening it adds one
+        clock read and no lock (the benchmarks compare it with the raw drivers)."""
         hook = _event_hook()
         lock = slot.lock
         first = began = time.perf_counter()
