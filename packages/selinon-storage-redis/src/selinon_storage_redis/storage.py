@@ -241,7 +241,7 @@ class Redis(DataStorage):
     def _refused(self, exc: BaseException) -> StorageError:
         """Refused credentials (a new connection after the password changed) fail at once: retrying cannot help.
 
-        Each call catches CREDENTIAL_ERRORS itself: a context manager around every command cost 5% of a pair's
+        Each call catches CREDENTIAL_ERRORS itself: a context manager around every command cost 8% of a pair's
         time against a local server (see the benchmarks)."""
         return StorageError(
             scrub(f"Redis at {self.endpoint} refused the credentials: {type(exc).__name__}: {exc}", self._secrets)
