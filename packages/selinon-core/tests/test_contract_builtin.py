@@ -21,8 +21,6 @@ class TestInMemoryStorageJson(StorageContract):
 
 
 class TestInMemoryStoragePlain(StorageContract):
-    rejects_unserialisable = False
-
     @pytest.fixture
     def storage_factory(self) -> Callable[[], DataStorage]:
         shared = InMemoryStorage()

@@ -74,7 +74,7 @@ def test_gives_up_at_the_deadline(tmp_path: Path) -> None:
 
 def test_other_errors_are_not_retried(tmp_path: Path) -> None:
     storage = configure(tmp_path, "{failures: 0}")
-    with pytest.raises(StorageError, match="store failed: TypeError"):
+    with pytest.raises(StorageError, match="store failed: result: set is not JSON"):
         StoragePool.set(None, "f", "T", "id", {object()})
     assert storage.attempts == 1
     with pytest.raises(SelinonMissingDataException):

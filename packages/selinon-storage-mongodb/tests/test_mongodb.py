@@ -364,9 +364,8 @@ def test_large_integers_come_back_as_int_at_any_depth(storage: MongoDB) -> None:
         {"": 1},
         {"nul\x00key": 1},
         ["lone \ud800 surrogate"],
-        {1: "int key"},
     ],
-    ids=["int beyond 64 bits", "$ key", "dot key", "empty key", "NUL key", "lone surrogate", "int key"],
+    ids=["int beyond 64 bits", "$ key", "dot key", "empty key", "NUL key", "lone surrogate"],
 )
 def test_values_bson_cannot_keep_go_as_json_text(
     storage: MongoDB, client: Client, server: Server, collection_name: str, value: Any

@@ -13,6 +13,7 @@ from pymongo import ASCENDING, MongoClient, uri_parser
 from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect, DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
 
+from selinon import jsonpolicy
 from selinon.errors import SelinonMissingDataException, StorageError
 from selinon.secrets import scrub
 from selinon.storage import DataStorage, ExcInfo, describe_error
@@ -95,7 +96,7 @@ def _encode(field: str, value: Any) -> dict[str, Any]:
     """
     if _native(value):
         return {field: value}
-    return {f"{field}_json": json.dumps(value, separators=(",", ":"))}
+    return {f"{field}_json": json.dumps(value, allow_nan=False, separators=(",", ":"))}
 
 
 def _decode(document: dict[str, Any], field: str) -> tuple[bool, Any]:
@@ -345,6 +346,7 @@ class MongoDB(DataStorage):
     # -- records -----------------------------------------------------------------------------------------------
 
     def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        jsonpolicy.check(result)
         return self._replace(node_args, flow_name, task_name, task_id, _encode("result", result))
 
     def store_error(self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> str:

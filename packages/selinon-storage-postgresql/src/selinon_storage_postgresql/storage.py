@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateTable
 
+from selinon import jsonpolicy
 from selinon.errors import SelinonMissingDataException, StorageError, TransientStorageError
 from selinon.secrets import scrub
 from selinon.storage import DataStorage, ExcInfo, describe_error
@@ -405,6 +406,7 @@ class SqlStorage(DataStorage):
     # -- records -----------------------------------------------------------------------------------------------
 
     def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> int:
+        jsonpolicy.check(result)
         return self._upsert(node_args, flow_name, task_name, task_id, result=_dump(result), error=None)
 
     def store_error(self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> int:

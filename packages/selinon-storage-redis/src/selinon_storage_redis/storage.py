@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from selinon import DataStorage, SelinonMissingDataException, describe_error
+from selinon import DataStorage, SelinonMissingDataException, describe_error, jsonpolicy
 from selinon.errors import ConfigurationError, StorageError
 from selinon.secrets import scrub
 from selinon.storage import ExcInfo
@@ -174,6 +174,7 @@ class Redis(DataStorage):
     # -- records ---------------------------------------------------------------------------------------------
 
     def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        jsonpolicy.check(result)
         document = _encode({"flow_name": flow_name, "task_name": task_name, "node_args": node_args, "result": result})
         return self._write(task_id, document)
 
@@ -326,9 +327,9 @@ class Redis(DataStorage):
 def _encode(record: dict[str, Any]) -> bytes:
     """The record as UTF-8 JSON, made before any I/O so that a result JSON cannot hold writes nothing."""
     try:
-        return json.dumps(record, ensure_ascii=False).encode("utf-8")
+        return json.dumps(record, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except UnicodeEncodeError:  # a lone surrogate: \\u escapes still round-trip it exactly
-        return json.dumps(record).encode("ascii")
+        return json.dumps(record, allow_nan=False).encode("ascii")
 
 
 def _optional(value: Any, kind: type | tuple[type, ...], name: str) -> Any:

@@ -18,6 +18,7 @@ from botocore.client import BaseClient, Config  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError  # type: ignore[import-untyped]
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from selinon import jsonpolicy
 from selinon.errors import SelinonError, SelinonMissingDataException, StorageError
 from selinon.secrets import MASK, scrub
 from selinon.storage import DataStorage, ExcInfo, describe_error
@@ -34,7 +35,6 @@ _RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
 #: Error codes S3 answers when it is overloaded; with 5xx answers they are worth another try.
 _BUSY = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable"})
-_BYTES = (bytes, bytearray, memoryview)
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _TOKEN_HEADER = re.compile(r"(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}&]+", re.I)
 
@@ -333,14 +333,19 @@ class S3Storage(DataStorage):
 
     def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
         record: dict[str, Any] = {"flow_name": flow_name, "task_name": task_name, "node_args": node_args}
-        if isinstance(result, _BYTES):
+        if type(result) is bytes:
             record["result_base64"] = base64.b64encode(result).decode("ascii")
+        elif isinstance(result, bytearray | memoryview):
+            raise jsonpolicy.NotJSONError(
+                f"result: a {type(result).__name__} would read back as bytes; store bytes(result) instead"
+            )
         elif not self.serialize_json:
             raise TypeError(
                 f"serialize_json is false, so only bytes results can be stored, not {type(result).__name__}; "
                 "encode the result, or set `serialize_json: true`"
             )
         else:
+            jsonpolicy.check(result)
             record["result"] = result
         return self._put(task_id, record)
 

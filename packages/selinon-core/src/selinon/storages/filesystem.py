@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from selinon import jsonpolicy
 from selinon.errors import SelinonMissingDataException, StorageError
 from selinon.storage import DataStorage, ExcInfo, describe_error
 
@@ -57,6 +58,7 @@ class Filesystem(DataStorage):
         return self._connected
 
     def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        jsonpolicy.check(result)
         return self._write(
             task_id, {"flow_name": flow_name, "task_name": task_name, "node_args": node_args, "result": result}
         )
@@ -89,7 +91,9 @@ class Filesystem(DataStorage):
             raise SelinonMissingDataException(f"no record for task {task_id!r}") from None
 
     def _write(self, task_id: str, record: dict[str, Any]) -> str:
-        data = json.dumps(record, ensure_ascii=False).encode("utf-8")  # fails before anything is written
+        data = json.dumps(record, ensure_ascii=False, allow_nan=False).encode(
+            "utf-8"
+        )  # fails before anything is written
         name = file_name(task_id)
         fd, temporary = tempfile.mkstemp(dir=self.path, prefix=".tmp-", suffix=".json")
         try:

@@ -7,6 +7,7 @@ import json as jsonlib
 import threading
 from typing import Any
 
+from selinon import jsonpolicy
 from selinon.errors import SelinonMissingDataException
 from selinon.storage import DataStorage, ExcInfo, describe_error
 
@@ -15,7 +16,8 @@ class InMemoryStorage(DataStorage):
     """Results in a dict keyed by task id.
 
     :param echo: print every stored result to standard output
-    :param json: keep results as JSON text, so that what cannot go to a real storage fails here too
+    :param json: keep results as JSON text (every result is checked against the JSON policy either way, so that
+        what a real storage refuses fails here too)
     """
 
     thread_safe = True
@@ -37,6 +39,7 @@ class InMemoryStorage(DataStorage):
         return self._connected
 
     def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        jsonpolicy.check(result)
         kept = jsonlib.dumps(result) if self.json else copy.deepcopy(result)
         record = {"flow_name": flow_name, "task_name": task_name, "node_args": node_args, "result": kept}
         with self._lock:

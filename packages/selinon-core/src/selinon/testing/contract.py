@@ -35,6 +35,21 @@ ROUND_TRIP_VALUES = {
     "special keys": {"$dollar": 1, "dot.key": 2, "": 3, "with space": 4},
 }
 
+#: Results a JSON encoder would rewrite without a word (they would read back different): refused before writing.
+REWRITTEN_VALUES = {
+    "int key beside its string": {1: "a", "1": "b"},
+    "bool key": {True: 1, "other": 2},
+    "None key": {None: "x"},
+    "float key": {1.5: "x"},
+    "tuple": {"pair": (1, 2)},
+    "NaN": {"value": float("nan")},
+    "infinity": [1.0, float("inf")],
+    "negative infinity": {"deep": [{"x": float("-inf")}]},
+    "bytearray": {"raw": bytearray(b"abc")},
+    "set": [1, {2, 3}],
+    "object": {"bad": object()},
+}
+
 HOSTILE_TASK_IDS = ["../escape", "a/b/../../c", "*", "?", "[abc]", "line\nbreak", "x" * 1000, ".", "..", "%2E%2E"]
 
 
@@ -53,7 +68,8 @@ class StorageContract:
     """Subclass as ``TestSomething`` and provide the ``storage_factory`` fixture (a callable that makes a new,
     unconnected adapter for the test server). Class attributes tune the suite to the backend."""
 
-    #: Whether the adapter refuses results it cannot serialise (an adapter that keeps Python objects does not).
+    #: Whether the adapter refuses results that would not read back as stored (see :mod:`selinon.jsonpolicy`);
+    #: an adapter that keeps Python objects as they are (pickles them, say) sets it to False.
     rejects_unserialisable: bool = True
     #: Size of the large payload test, in bytes.
     large_payload_bytes: int = 5 * 1024 * 1024
@@ -149,13 +165,15 @@ class StorageContract:
 
     # -- bad results -----------------------------------------------------------------------------------------
 
-    def test_unserialisable_result_changes_nothing(self, storage: DataStorage) -> None:
+    @pytest.mark.parametrize("value", list(REWRITTEN_VALUES.values()), ids=list(REWRITTEN_VALUES))
+    def test_unserialisable_result_changes_nothing(self, storage: DataStorage, value: Any) -> None:
+        """A result that would read back different is refused, and the record stored before is kept."""
         if not self.rejects_unserialisable:
             pytest.skip("this adapter keeps Python objects as they are")
         tid = task_id()
         storage.store(None, FLOW, TASK, tid, {"kept": True})
         with pytest.raises(Exception) as raised:
-            storage.store(None, FLOW, TASK, tid, {"bad": object()})
+            storage.store(None, FLOW, TASK, tid, value)
         assert not isinstance(raised.value, SelinonMissingDataException)
         assert storage.retrieve(FLOW, TASK, tid) == {"kept": True}
 
