@@ -47,3 +47,23 @@ class NoErrors(InMemoryStorage):
 
     def store_error(self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> str:
         raise NotImplementedError()
+
+
+class Paused(InMemoryStorage):
+    """A retrieve that has read its record waits on ``release`` before it returns, once ``pause`` is set: the
+    moment a store may overtake it."""
+
+    thread_safe = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pause = threading.Event()
+        self.paused = threading.Event()
+        self.release = threading.Event()
+
+    def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
+        result = super().retrieve(flow_name, task_name, task_id)
+        if self.pause.is_set():
+            self.paused.set()
+            self.release.wait(10)
+        return result

@@ -5,6 +5,7 @@ Keyed by task id, like the records themselves. Thread-safe: the pool calls them 
 
 from __future__ import annotations
 
+import pickle
 import random
 import threading
 from collections import OrderedDict
@@ -103,3 +104,61 @@ class RR(_Bounded):
 
 
 BUILTIN = {cls.__name__: cls for cls in (LRU, MRU, FIFO, LIFO, RR)}
+
+
+class _Read:
+    """One retrieve under way from the storage itself; ``stale`` once a store of its task id has begun."""
+
+    __slots__ = ("stale",)
+
+    def __init__(self) -> None:
+        self.stale = False
+
+
+class CachedResults:
+    """A storage's cache as the pool uses it: it never hands out an object a caller could change under another,
+    and a retrieve that raced a store never puts the older value back.
+
+    Items are kept pickled (immutable, and one C call each way for a JSON value); every hit unpickles a fresh
+    copy. A retrieve registers itself before it asks the storage; a store, delete or error record of the same
+    task id, at its start and again at its end, drops the cached item and marks every such retrieve stale, and
+    a stale retrieve returns its value without caching it.
+    """
+
+    def __init__(self, cache: Cache) -> None:
+        self.cache = cache
+        self._lock = threading.Lock()
+        self._reading: dict[str, list[_Read]] = {}
+
+    def get(self, task_id: str, task_name: str, flow_name: str) -> Any:
+        """A fresh copy of the cached result; :class:`CacheMissError` when there is none."""
+        return pickle.loads(self.cache.get(task_id, task_name, flow_name))
+
+    def begin_read(self, task_id: str) -> _Read:
+        read = _Read()
+        with self._lock:
+            self._reading.setdefault(task_id, []).append(read)
+        return read
+
+    def end_read(self, read: _Read, task_id: str, task_name: str, flow_name: str, *result: Any) -> None:
+        """Close a read; cache ``result`` (when given) unless a store of the task id began meanwhile."""
+        frozen = None
+        if result and not read.stale:
+            try:
+                frozen = pickle.dumps(result[0], pickle.HIGHEST_PROTOCOL)
+            except Exception:  # an adapter that returns what cannot be pickled: not cached
+                pass
+        with self._lock:
+            reads = self._reading[task_id]
+            reads.remove(read)
+            if not reads:
+                del self._reading[task_id]
+            if frozen is not None and not read.stale:
+                self.cache.add(task_id, frozen, task_name, flow_name)
+
+    def invalidate(self, task_id: str) -> None:
+        """Drop the item and make every retrieve of ``task_id`` under way stale."""
+        with self._lock:
+            self.cache.remove(task_id)
+            for read in self._reading.get(task_id, ()):
+                read.stale = True

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, NamedTuple, TypeVar
 from selinon import config as config_module
 from selinon import registry, secrets
 from selinon.caches import BUILTIN as BUILTIN_CACHES
-from selinon.caches import Cache, CacheMissError
+from selinon.caches import Cache, CachedResults, CacheMissError
 from selinon.config import Configuration, StorageConfig, TaskConfig
 from selinon.errors import ConfigurationError, PluginError, SelinonError, SelinonMissingDataException, StorageError
 from selinon.plugins import load_plugins
@@ -89,7 +89,8 @@ class _Slot:
 
     def __init__(self, storage: StorageConfig) -> None:
         self.config = storage
-        self.adapter, self.secrets, self.cache = instantiate(storage)
+        self.adapter, self.secrets, cache = instantiate(storage)
+        self.cache = None if cache is None else CachedResults(cache)
         self.lock = None if type(self.adapter).thread_safe else threading.RLock()
         self.connect_lock = threading.Lock()
 
@@ -198,20 +199,28 @@ class StoragePool:
 
     @classmethod
     def retrieve(cls, flow_name: str, task_name: str, task_id: str) -> Any:
-        """The result ``task_name`` stored under ``task_id``, from its storage (or that storage's cache)."""
+        """The result ``task_name`` stored under ``task_id``, from its storage (or a copy from its cache)."""
         task = cls._task(task_name)
         slot = cls._connected_slot(cls._storage_name(task))
-        if slot.cache is not None:
-            try:
-                return slot.cache.get(task_id, task_name, flow_name)
-            except CacheMissError:
-                pass
         name = task.storage_task_name or task_name
-        result = cls._observe(
-            slot, "retrieve", flow_name, name, task_id, slot.adapter.retrieve, flow_name, name, task_id
-        )
-        if slot.cache is not None:
-            slot.cache.add(task_id, result, task_name, flow_name)
+        cache = slot.cache
+        if cache is None:
+            return cls._observe(
+                slot, "retrieve", flow_name, name, task_id, slot.adapter.retrieve, flow_name, name, task_id
+            )
+        try:
+            return cache.get(task_id, task_name, flow_name)
+        except CacheMissError:
+            pass
+        read = cache.begin_read(task_id)
+        try:
+            result = cls._observe(
+                slot, "retrieve", flow_name, name, task_id, slot.adapter.retrieve, flow_name, name, task_id
+            )
+        except BaseException:
+            cache.end_read(read, task_id, task_name, flow_name)
+            raise
+        cache.end_read(read, task_id, task_name, flow_name, result)
         return result
 
     @classmethod
@@ -222,47 +231,35 @@ class StoragePool:
             raise StorageError(
                 f"task {task_name!r} has a read-only storage ({task.storage!r}); its results are not stored"
             )
-        slot = cls._connected_slot(cls._storage_name(task))
-        name = task.storage_task_name or task_name
-        if slot.cache is not None:
-            slot.cache.remove(task_id)
-        record_id = cls._observe(
-            slot, "store", flow_name, name, task_id, slot.adapter.store, node_args, flow_name, name, task_id, result
-        )
-        return record_id
+        return cls._write(task, "store", node_args, flow_name, task_id, result)
 
     @classmethod
     def set_error(cls, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> Any:
         """Record a task's failure in its storage."""
-        task = cls._task(task_name)
-        slot = cls._connected_slot(cls._storage_name(task))
-        name = task.storage_task_name or task_name
-        if slot.cache is not None:
-            slot.cache.remove(task_id)
-        return cls._observe(
-            slot,
-            "store_error",
-            flow_name,
-            name,
-            task_id,
-            slot.adapter.store_error,
-            node_args,
-            flow_name,
-            name,
-            task_id,
-            exc_info,
-        )
+        return cls._write(cls._task(task_name), "store_error", node_args, flow_name, task_id, exc_info)
 
     @classmethod
     def delete(cls, flow_name: str, task_name: str, task_id: str) -> None:
-        task = cls._task(task_name)
-        slot = cls._connected_slot(cls._storage_name(task))
-        name = task.storage_task_name or task_name
-        if slot.cache is not None:
-            slot.cache.remove(task_id)
-        cls._observe(slot, "delete", flow_name, name, task_id, slot.adapter.delete, flow_name, name, task_id)
+        cls._write(cls._task(task_name), "delete", None, flow_name, task_id)
 
     # -- internals -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def _write(cls, task: TaskConfig, event: str, node_args: Any, flow_name: str, task_id: str, *value: Any) -> Any:
+        """Store, store an error or delete (``event`` names the adapter method): the cache forgets the task id
+        before and after the call, so that no retrieve racing it caches what the storage held before."""
+        slot = cls._connected_slot(cls._storage_name(task))
+        name = task.storage_task_name or task.name
+        call = getattr(slot.adapter, event)
+        args = (flow_name, name, task_id) if event == "delete" else (node_args, flow_name, name, task_id, *value)
+        cache = slot.cache
+        if cache is None:
+            return cls._observe(slot, event, flow_name, name, task_id, call, *args)
+        cache.invalidate(task_id)
+        try:
+            return cls._observe(slot, event, flow_name, name, task_id, call, *args)
+        finally:
+            cache.invalidate(task_id)
 
     @staticmethod
     def _storage_name(task: TaskConfig) -> str:
