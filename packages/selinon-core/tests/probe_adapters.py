@@ -7,7 +7,7 @@ import threading
 import time
 from typing import Any
 
-from selinon import DataStorage, TransientStorageError
+from selinon import DataStorage, StorageError, TransientStorageError
 from selinon.storages.memory import InMemoryStorage
 
 
@@ -44,6 +44,23 @@ class Watched(InMemoryStorage):
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
         self._enter("retrieve", task_name)
         return super().retrieve(flow_name, task_name, task_id)
+
+
+class Wrapping(Watched):
+    """Fails every store with a message of its own, raised while handling the driver's, which shows the password."""
+
+    def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        try:
+            raise RuntimeError(f"the driver sent password {self.password}")
+        except RuntimeError:
+            raise StorageError("the server refused the store") from None
+
+
+class Picky(Watched):
+    """Refuses its configuration with a message that shows the password."""
+
+    def __init__(self, password: str | None = None) -> None:
+        raise ValueError(f"password {password!r} is too short")
 
 
 class WatchedThreadSafe(Watched):

@@ -645,3 +645,25 @@ def test_instances_share_nothing(make_storage: MakeStorage) -> None:
     finally:
         first.disconnect()
         second.disconnect()
+
+
+@pytest.mark.parametrize("option", ["uri", "host"])
+def test_a_password_with_an_unescaped_at_is_refused_and_hidden(tmp_path: Path, option: str) -> None:
+    secret = planted_secret()
+    uri = f"mongodb://user:{secret}@tail-{secret}@127.0.0.1:{free_port()}/db"
+    path = tmp_path / "nodes.yaml"
+    path.write_text(
+        "storages:\n  - name: Mongo\n    classname: MongoDB\n"
+        f"    configuration: {{db_name: d, collection_name: c, {option}: '{uri}'}}\n"
+    )
+    assert secret not in repr(load(path).storages["Mongo"])
+    for args in ([], ["--json"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "selinon", "storages", "check", "-c", str(path), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "Username and password must be escaped" in done.stderr
+        assert secret not in done.stdout + done.stderr

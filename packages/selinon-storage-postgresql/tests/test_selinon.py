@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from selinon import StorageError, StoragePool, config
 from selinon.registry import LegacyImportWarning
-from selinon.testing import free_port, planted_secret
+from selinon.testing import exception_text, free_port, planted_secret
 
 # Selinon 1.x's documented block; only host, port and database are filled in by the tests.
 LEGACY_BLOCK = """\
@@ -251,3 +251,44 @@ def test_configuration_loads_without_connecting(tmp_path: Path) -> None:
     loaded = config.load(path)
     StoragePool.configure(loaded)
     assert not StoragePool.get_storage("MySqlStorage").is_connected()
+
+
+def test_a_password_with_an_unescaped_at_is_refused_without_showing_any_of_it(tmp_path: Path) -> None:
+    """SQLAlchemy ends the password at its first '@' and takes the rest for the host, which messages show."""
+    secret = planted_secret()
+    url = f"postgresql://postgres:{secret}@tail-{secret}@127.0.0.1:5432/test"
+    path = tmp_path / "nodes.yaml"
+    path.write_text(
+        f"storages:\n  - {{name: Pg, classname: PostgreSQL, configuration: {{connection_string: '{url}'}}}}\n"
+        "tasks:\n  - {name: T, storage: Pg}\n"
+    )
+    assert secret not in repr(config.load(path).storages["Pg"])
+    for command in (["storages", "check"], ["storages", "check", "--json"], ["results", "get"]):
+        done = run_selinon(*command, "-c", str(path), *(["T", "some-id"] if command[0] == "results" else []))
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "the password holds an '@' that is not escaped" in done.stderr
+        assert "write each '@' of the password as %40" in done.stderr
+        assert secret not in done.stdout + done.stderr
+    with pytest.raises(ValueError) as raised:
+        PostgreSQL(connection_string=url)
+    assert secret not in exception_text(raised.value)
+
+
+def test_a_password_in_the_query_string_is_hidden(
+    postgresql_url: str, table_name: str, created_tables: set[tuple[str, str]], tmp_path: Path
+) -> None:
+    created_tables.add((postgresql_url, table_name))
+    secret = planted_secret()  # trust authentication accepts any password
+    url = make_url(postgresql_url).set(password=None)
+    url = url.update_query_dict({"password": secret, "sslpassword": secret}).render_as_string(hide_password=False)
+    path = tmp_path / "nodes.yaml"
+    path.write_text(
+        "storages:\n  - name: Pg\n    classname: PostgreSQL\n"
+        f"    configuration: {{connection_string: '{url}', table_name: '{table_name}'}}\n"
+    )
+    stored = config.load(path).storages["Pg"]
+    assert "password=***&sslpassword=***" in repr(stored)
+    assert secret not in repr(stored)
+    done = run_selinon("storages", "check", "-c", str(path), "--json")
+    assert done.returncode == 0, done.stderr
+    assert secret not in done.stdout + done.stderr

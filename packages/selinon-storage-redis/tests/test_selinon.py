@@ -20,8 +20,10 @@ import pytest
 import redis
 from selinon_storage_redis import Redis
 
-from selinon import StorageError, StoragePool
+from selinon import SelinonMissingDataException, StorageError, StoragePool
+from selinon.pool import instantiate
 from selinon.registry import LegacyImportWarning
+from selinon.testing import exception_text, planted_secret
 
 SECRET = os.environ.get("SELINON_PLANTED_SECRET") or f"planted-{uuid.uuid4().hex}"
 FLOW = "legacyFlow"
@@ -201,3 +203,39 @@ def test_fork_safety(tmp_path: Path, redis_url: str) -> None:
                 StoragePool.delete(FLOW, "MyTask", task_id)
             except Exception:
                 pass
+
+
+@pytest.mark.parametrize("form", ["positional", "url"])
+def test_a_legacy_positional_password_and_one_with_an_unescaped_at_are_hidden(
+    redis_url: str, tmp_path: Path, form: str
+) -> None:
+    """Selinon 1.x's list form gives the password as the fourth argument (host, port, db, password); a URL's
+    password may hold an '@' that is not escaped (redis-py reads up to the last one)."""
+    secret = planted_secret()  # the test server's default user takes any password
+    parts = urlsplit(redis_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    if form == "positional":
+        configuration = f"['{host}', {port}, 0, '{secret}']"
+    else:
+        configuration = f"{{url: 'redis://:{secret}@tail-{secret}@{host}:{port}/0'}}"
+    path = tmp_path / "nodes.yaml"
+    path.write_text(
+        f"storages:\n  - {{name: Legacy, classname: Redis, configuration: {configuration}}}\n"
+        "tasks:\n  - {name: T, storage: Legacy}\n"
+    )
+    loaded = StoragePool.configure(path)
+    assert secret not in repr(loaded.storages["Legacy"])
+    instance = instantiate(loaded.storages["Legacy"])
+    assert secret not in repr(instance)
+    assert instance.adapter.password == secret or f"{secret}@tail-{secret}" in instance.secrets
+    task_id = f"secret-{uuid.uuid4().hex}"
+    StoragePool.set(None, FLOW, "T", task_id, 1)
+    assert StoragePool.retrieve(FLOW, "T", task_id) == 1
+    StoragePool.delete(FLOW, "T", task_id)
+    with pytest.raises(SelinonMissingDataException) as missing:
+        StoragePool.retrieve(FLOW, "T", task_id)
+    assert secret not in exception_text(missing.value)
+    for args in ([], ["--json"]):
+        done = run_selinon("storages", "check", "-c", str(path), *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert secret not in done.stdout + done.stderr

@@ -18,7 +18,7 @@ from selinon_storage_s3 import S3Storage
 
 from selinon import ConfigurationError, StorageError, StoragePool, config
 from selinon.registry import LegacyImportWarning
-from selinon.testing import TcpProxy, free_port
+from selinon.testing import TcpProxy, exception_text, free_port, planted_secret
 
 # The block Selinon 1.x users have, as it is; the tests change only the bucket (it must be new) and add
 # endpoint_url (1.x users on AWS do not set it) to reach the test server.
@@ -187,3 +187,27 @@ def test_fork_safety(tmp_path: Path, s3: Endpoint, bucket: str) -> None:
         assert StoragePool.retrieve("MyFlow", "MyTask", "parent-before") == "before"
         assert StoragePool.retrieve("MyFlow", "MyTask", "parent-after") == "after"
     assert len(s3.keys(bucket)) == 17
+
+
+@pytest.mark.parametrize("userinfo", ["user:{}", "user:{0}@tail-{0}"])
+def test_an_endpoint_url_with_credentials_is_refused_without_showing_them(tmp_path: Path, userinfo: str) -> None:
+    """botocore never sends a URL's user name and password (requests are signed with the AWS keys), and its
+    exceptions show the URL whole: such an endpoint is refused before any request."""
+    secret = planted_secret()
+    endpoint = f"http://{userinfo.format(secret)}@127.0.0.1:{free_port()}/"
+    path = tmp_path / "nodes.yaml"
+    path.write_text(
+        "storages:\n  - name: S3\n    classname: S3Storage\n"
+        f"    configuration: {{bucket: 'creds-bucket', endpoint_url: '{endpoint}', aws_access_key_id: 'A',"
+        " aws_secret_access_key: 'B', connect_timeout: 1}\n"
+        "tasks:\n  - {name: T, storage: S3}\n"
+    )
+    StoragePool.configure(path)
+    with pytest.raises(ConfigurationError, match="`endpoint_url` holds a user name or password") as raised:
+        StoragePool.set(None, "flow", "T", "id", 1)
+    assert secret not in exception_text(raised.value)
+    for args in ([], ["--json"]):
+        done = selinon("storages", "check", "-c", str(path), *args)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert "`endpoint_url` holds a user name or password" in done.stderr
+        assert secret not in done.stdout + done.stderr

@@ -6,7 +6,7 @@ import importlib
 import json
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, TypeVar
 
 import click
@@ -278,7 +278,7 @@ def storages_check(files: tuple[str, ...], names: tuple[str, ...], as_json: bool
         sys.exit(EXIT_FAILED)
 
 
-def _probe(storage: Any, adapter: Any, known_secrets: set[str]) -> dict[str, Any]:
+def _probe(storage: Any, adapter: Any, known_secrets: Iterable[str]) -> dict[str, Any]:
     import time
     import uuid
 

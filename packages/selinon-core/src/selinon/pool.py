@@ -23,6 +23,7 @@ from selinon.caches import Cache, CachedResults, CacheMissError
 from selinon.config import Configuration, StorageConfig, TaskConfig
 from selinon.errors import ConfigurationError, PluginError, SelinonError, SelinonMissingDataException, StorageError
 from selinon.plugins import load_plugins
+from selinon.secrets import Secrets
 from selinon.storage import DataStorage, ExcInfo
 
 T = TypeVar("T")
@@ -40,33 +41,37 @@ class Instance(NamedTuple):
     """What one storage entry becomes: its adapter (not connected yet), its secrets and its result cache."""
 
     adapter: DataStorage
-    secrets: set[str]
+    secrets: Secrets
     cache: Cache | None
 
 
 def instantiate(storage: StorageConfig) -> Instance:
-    """Build a storage entry: every configuration error surfaces here, before any I/O."""
+    """Build a storage entry: every configuration error surfaces here, before any I/O.
+
+    Errors are raised outside the ``except`` blocks, so that the adapter's exception, which may hold a secret,
+    is not kept as their context either."""
     cls = resolve_class(storage)
     configuration = copy.deepcopy(storage.configuration)
     if isinstance(configuration, dict):
         load_plugins().hook.storage_configuration(
             storage_name=storage.name, classname=storage.classname, configuration=configuration
         )
-    known_secrets = secrets.secrets_in(configuration, cls.secret_options)
     args, kwargs = (configuration, {}) if isinstance(configuration, list) else ([], configuration)
+    problem = None
     try:
-        inspect.signature(cls).bind(*args, **kwargs)
+        # Bound to the signature, a positional configuration (Selinon 1.x's list form) names its secrets too.
+        known_secrets = secrets.secrets_in(inspect.signature(cls).bind(*args, **kwargs).arguments, cls.secret_options)
     except TypeError as exc:
         options = ", ".join(p for p in inspect.signature(cls).parameters if p not in ("args", "kwargs"))
-        raise ConfigurationError(
-            f"{storage.where}: `configuration:` does not fit {cls.__name__}: {exc}; "
-            f"its options are: {options or 'none'}"
-        ) from None
+        problem = f"`configuration:` does not fit {cls.__name__}: {exc}; its options are: {options or 'none'}"
+    if problem is not None:
+        raise ConfigurationError(f"{storage.where}: {problem}")
     try:
         adapter = cls(*args, **kwargs)
     except Exception as exc:
-        message = secrets.scrub(str(exc), known_secrets)
-        raise ConfigurationError(f"{storage.where}: {cls.__name__} rejected its configuration: {message}") from None
+        problem = f"{cls.__name__} rejected its configuration: {secrets.scrub(str(exc), known_secrets)}"
+    if problem is not None:
+        raise ConfigurationError(f"{storage.where}: {problem}")
     return Instance(adapter, known_secrets, _cache(storage))
 
 
@@ -322,10 +327,13 @@ class StoragePool:
                 _emit(hook, slot, event, flow_name, task_name, task_id, began, exc)
                 tries = f" after {attempt} attempts in {waited:.1f}s" if attempt > 1 else ""
                 error = _storage_error(slot, f"{event} failed{tries}", exc)
-                raise error from (None if _leaks(slot, exc) else exc)
+                cause = None if secrets.leaks(exc, slot.secrets) else exc
+                break
             if hook is not None:
                 _emit(hook, slot, event, flow_name, task_name, task_id, began, None)
             return result
+        # Raised here, outside the handler: an exception that shows a secret is kept neither as cause nor context.
+        raise error from cause
 
     @classmethod
     def _after_fork(cls) -> None:
@@ -353,6 +361,8 @@ def _emit(
     error: BaseException | None,
 ) -> None:
     if hook is not None:
+        if error is not None and secrets.leaks(error, slot.secrets):
+            error = _storage_error(slot, event, error)  # a hook that logs or traces it must not show a secret
         hook(
             event=event,
             storage_name=slot.config.name,
@@ -362,10 +372,6 @@ def _emit(
             duration=time.perf_counter() - began,
             error=error,
         )
-
-
-def _leaks(slot: _Slot, exc: BaseException) -> bool:
-    return secrets.scrub(str(exc), slot.secrets) != str(exc)
 
 
 def _storage_error(slot: _Slot, what: str, exc: BaseException) -> StorageError:

@@ -18,7 +18,7 @@ from sqlalchemy.schema import CreateTable
 
 from selinon import jsonpolicy
 from selinon.errors import SelinonMissingDataException, StorageError, TransientStorageError
-from selinon.secrets import scrub
+from selinon.secrets import is_secret_option, scrub, secrets_in
 from selinon.storage import DataStorage, ExcInfo, describe_error
 
 DEFAULT_TABLE = "selinon_results"
@@ -208,7 +208,7 @@ class SqlStorage(DataStorage):
     ) -> None:
         if not isinstance(connection_string, str) or not connection_string.strip():
             raise ValueError("`connection_string` must be an SQLAlchemy URL such as postgresql://user@host/db")
-        self._secrets = _url_secrets(connection_string)
+        self._secrets = set(secrets_in({"connection_string": connection_string}))
         self._url = self._parse_url(connection_string)
         self._secrets |= _url_secrets(self._url)
         for name, value in (("echo", echo), ("create_database", create_database)):
@@ -248,6 +248,11 @@ class SqlStorage(DataStorage):
             url = make_url(connection_string)
         except (ArgumentError, ValueError) as exc:
             raise ValueError(f"`connection_string` is not an SQLAlchemy URL: {self._scrub(str(exc))}") from None
+        if url.host and "@" in url.host:  # SQLAlchemy ends the password at its first "@", the rest reads as host
+            raise ValueError(
+                "`connection_string`: the password holds an '@' that is not escaped, so the host cannot be told "
+                "apart; write each '@' of the password as %40"
+            )
         if url.drivername in ("postgres", "postgresql"):  # Selinon 1.x's scheme, and the driver we ship
             url = url.set(drivername="postgresql+psycopg")
         elif url.drivername.startswith("postgres+"):
@@ -516,14 +521,10 @@ class PostgreSQL(SqlStorage):
     """
 
 
-def _url_secrets(url: str | URL) -> set[str]:
-    """Every form a password of the URL can take in a message: as written, decoded, and in the query."""
-    from selinon.secrets import secrets_in
-
-    if isinstance(url, str):
-        return secrets_in({"connection_string": url})
+def _url_secrets(url: URL) -> set[str]:
+    """The password as SQLAlchemy decoded it, and the values of secret query parameters."""
     found = {url.password} if url.password else set()
     for name, value in url.query.items():
-        if "pass" in name.lower() or "secret" in name.lower() or "token" in name.lower():
+        if is_secret_option(name):
             found.update([value] if isinstance(value, str) else value)
     return {str(secret) for secret in found if secret}

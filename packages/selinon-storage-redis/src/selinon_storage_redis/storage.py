@@ -14,7 +14,7 @@ from redis.retry import Retry
 
 from selinon import DataStorage, SelinonMissingDataException, describe_error, jsonpolicy
 from selinon.errors import ConfigurationError, StorageError
-from selinon.secrets import scrub
+from selinon.secrets import leaks, scrub, secrets_in
 from selinon.storage import ExcInfo
 
 DEFAULT_HOST = "localhost"
@@ -124,7 +124,7 @@ class Redis(DataStorage):
         if self.ssl_cert_reqs is not None and self.ssl_cert_reqs.lower() not in CERT_REQS:
             raise ConfigurationError(f"`ssl_cert_reqs` must be one of {', '.join(CERT_REQS)}, not {ssl_cert_reqs!r}")
 
-        self._secrets = {s for s in (self.password,) if s}
+        self._secrets = secrets_in({"password": self.password, "url": self.url})
         self._tls = self.ssl
         if self.url is not None:
             self._check_url()
@@ -155,8 +155,7 @@ class Redis(DataStorage):
                 redis.Redis(connection_pool=check).ping()
             except (redis.RedisError, OSError) as exc:
                 message = f"cannot connect to Redis at {self.endpoint}: {type(exc).__name__}: {exc}"
-                safe = scrub(message, self._secrets)
-                raise StorageError(safe) from (exc if safe == message else None)
+                raise StorageError(scrub(message, self._secrets)) from (None if leaks(exc, self._secrets) else exc)
             finally:
                 check.disconnect()
             pool = self._make_pool(socket_timeout=self.socket_timeout, max_connections=self.max_connections)
@@ -268,8 +267,6 @@ class Redis(DataStorage):
             raise ConfigurationError(
                 f"`url` must start with redis://, rediss:// or unix://, not {parts.scheme or 'no scheme'!r}"
             )
-        if parts.password:
-            self._secrets |= {parts.password, unquote(parts.password)}
         if self.password is not None and parts.password:
             raise ConfigurationError("the password is given twice: in `url` and in `password`; keep one")
         if self.username is not None and parts.username:

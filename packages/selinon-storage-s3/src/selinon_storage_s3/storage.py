@@ -20,7 +20,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from selinon import jsonpolicy
 from selinon.errors import SelinonError, SelinonMissingDataException, StorageError
-from selinon.secrets import MASK, scrub
+from selinon.secrets import MASK, leaks, scrub
 from selinon.storage import DataStorage, ExcInfo, describe_error
 
 T = TypeVar("T")
@@ -196,6 +196,11 @@ class S3Storage(DataStorage):
             parts = urlsplit(self.endpoint_url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError("`endpoint_url` must be an http:// or https:// URL, such as http://127.0.0.1:9000")
+            if "@" in parts.netloc:
+                raise ValueError(
+                    "`endpoint_url` holds a user name or password, which S3 never sends (requests are signed with "
+                    "the AWS keys): remove it, and give the keys as `aws_access_key_id` and `aws_secret_access_key`"
+                )
         self.region_name = _optional_text("region_name", region_name)
         self.location = _optional_text("location", location)
         self.use_ssl = None if use_ssl is None else _flag("use_ssl", use_ssl)
@@ -257,7 +262,7 @@ class S3Storage(DataStorage):
                 client.close()
                 if isinstance(exc, SelinonError):
                     raise
-                raise self._error(what, exc) from (None if self._leaks(exc) else exc)
+                raise self._error(what, exc) from (None if leaks(exc, self._secrets) else exc)
             self._client = client
 
     def disconnect(self) -> None:
@@ -414,9 +419,6 @@ class S3Storage(DataStorage):
             raise
 
     # -- errors ----------------------------------------------------------------------------------------------
-
-    def _leaks(self, exc: BaseException) -> bool:
-        return scrub(str(exc), self._secrets) != str(exc)
 
     def _error(self, what: str, exc: BaseException, kind: type[StorageError] = StorageError) -> StorageError:
         return kind(scrub(f"{what}: {type(exc).__name__}: {exc}", self._secrets))

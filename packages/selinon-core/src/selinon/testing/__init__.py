@@ -12,12 +12,20 @@ Needs pytest, and is imported only by tests::
 
 from selinon.testing.contract import StorageContract
 from selinon.testing.proxy import TcpProxy
-from selinon.testing.services import ServerProcess, free_port, planted_secret, require_service, wait_for_port
+from selinon.testing.services import (
+    ServerProcess,
+    exception_text,
+    free_port,
+    planted_secret,
+    require_service,
+    wait_for_port,
+)
 
 __all__ = [
     "ServerProcess",
     "StorageContract",
     "TcpProxy",
+    "exception_text",
     "free_port",
     "planted_secret",
     "require_service",

@@ -54,6 +54,25 @@ def planted_secret() -> str:
     return os.environ.get("SELINON_PLANTED_SECRET") or f"planted-{os.getpid()}-{time.time_ns()}"
 
 
+def exception_text(exc: BaseException) -> str:
+    """All an exception can show: its traceback, and the message and arguments of it and of every exception
+    chained to it, as cause or context, even a context a traceback leaves out (an error tracker may not).
+
+    A test asserts that a planted secret is not in it."""
+    import traceback
+
+    texts = ["".join(traceback.format_exception(exc))]
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is not None and id(current) not in seen:
+            seen.add(id(current))
+            texts += [str(current), *map(repr, current.args)]
+            pending += [current.__cause__, current.__context__]
+    return "\n".join(texts)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
