@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from selinon.conditions import ALWAYS, All, AnyOf, Leaf, Not, parse
 from selinon.errors import ConfigurationError
+from selinon.flows.conditions import ALWAYS, All, AnyOf, Leaf, Not, parse
 
 RESULTS = {"Task1": {"status": "ok", "nested": {"codes": [200, 404]}, "empty": None}, "Task2": {"status": "bad"}}
 

@@ -10,8 +10,8 @@ import yaml
 from flowkit import flow, system, task
 
 from selinon import flows
-from selinon.conditions import ALWAYS, Leaf
 from selinon.errors import ConfigurationError
+from selinon.flows.conditions import ALWAYS, Leaf
 
 TASKS = [
     task("Task1"),
