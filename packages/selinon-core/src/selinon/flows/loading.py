@@ -17,6 +17,7 @@ from selinon.config import Configuration, TaskConfig, _suggest, _type_name
 from selinon.errors import ConfigurationError
 from selinon.flows.conditions import parse
 from selinon.flows.graph import Edge, Flow, System, TaskSpec, check_cycles, check_recursion
+from selinon.flows.predicates import Predicates
 
 FLOW_KEYS = ("name", "edges", "node_args_from_first", "propagate_node_args", "max_retry", "retry_countdown", "queue")
 EDGE_KEYS = ("from", "to", "condition")
@@ -66,6 +67,8 @@ def _system(
     configuration: Configuration, documents: list[tuple[str, dict[str, Any]]], environ: Mapping[str, str]
 ) -> System:
     tasks = {name: _task_spec(task) for name, task in configuration.tasks.items()}
+    options = configuration.global_options
+    predicates = Predicates.from_module(options.predicates_module, options.where("predicates_module"))
     listed: dict[str, str] = {}
     definitions: list[tuple[str, int, Any]] = []
     for source, document in documents:
@@ -108,7 +111,7 @@ def _system(
     flows = {
         flow.name: flow
         for flow in (
-            _flow(entry, source, tasks, configuration, names_defined, environ) for source, _, entry in definitions
+            _flow(entry, source, tasks, names_defined, predicates, environ) for source, _, entry in definitions
         )
     }
     check_recursion(flows)
@@ -141,8 +144,8 @@ def _flow(
     entry: dict[str, Any],
     source: str,
     tasks: dict[str, TaskSpec],
-    configuration: Configuration,
     flows: dict[str, str],
+    predicates: Predicates,
     environ: Mapping[str, str],
 ) -> Flow:
     where = f"{source}: flow {entry['name']!r}"
@@ -155,7 +158,7 @@ def _flow(
     if not isinstance(raw_edges, list) or not raw_edges:
         raise ConfigurationError(f"{where}: `edges:` must be a non-empty list of {{from: ..., to: ...}} mappings")
     known = [*tasks, *flows]
-    edges = tuple(_edge(raw, f"{where}: edges[{i}]", known, tasks, configuration) for i, raw in enumerate(raw_edges))
+    edges = tuple(_edge(raw, f"{where}: edges[{i}]", known, tasks, predicates) for i, raw in enumerate(raw_edges))
     starting = [edge for edge in edges if not edge.from_]
     if not starting:
         raise ConfigurationError(f"{where}: no starting edge; add one with an empty `from:` (such as `from: []`)")
@@ -194,7 +197,7 @@ def _flow(
     return flow
 
 
-def _edge(raw: Any, where: str, known: list[str], tasks: dict[str, TaskSpec], configuration: Configuration) -> Edge:
+def _edge(raw: Any, where: str, known: list[str], tasks: dict[str, TaskSpec], predicates: Predicates) -> Edge:
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{where}: must be a mapping such as {{from: Task1, to: Task2}}")
     for key in raw:
@@ -208,7 +211,7 @@ def _edge(raw: Any, where: str, known: list[str], tasks: dict[str, TaskSpec], co
     to = _names(raw["to"], "to", where, known)
     if not to:
         raise ConfigurationError(f"{where}: `to:` is empty; name the node(s) this edge starts")
-    condition = parse(raw.get("condition"), from_, f"{where}: condition")
+    condition = parse(raw.get("condition"), from_, f"{where}: condition", predicates)
     for node in sorted(condition.nodes()):
         task = tasks.get(node)
         if task is None:
