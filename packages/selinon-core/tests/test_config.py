@@ -151,6 +151,14 @@ def test_stray_brace_is_explained(tmp_path: Path) -> None:
         ),
         ("tasks: [{name: T, storage_read_only: 'yes'}]", "`storage_read_only:` must be true or false"),
         (
+            "tasks: [{name: T, storage_readonly: 1}]",
+            "task 'T': `storage_readonly:` must be true or false, not a number",
+        ),
+        (
+            "tasks: [{name: T, storage_readonly: true, storage_read_only: true}]",
+            "task 'T': both `storage_read_only:` and `storage_readonly:` (its Selinon 1.x spelling) are set; keep one",
+        ),
+        (
             "global: {default_task_queue: tasks}",
             "global: default_task_queue: this version of Selinon does not support `default_task_queue:` yet; remove it",
         ),
@@ -185,6 +193,12 @@ def test_bad_configuration(tmp_path: Path, yaml_text: str, expected: str) -> Non
     assert message.startswith(str(path)), message
     assert expected in message
     assert "\n" not in message
+
+
+def test_storage_readonly_is_the_1x_spelling_of_storage_read_only(tmp_path: Path) -> None:
+    config = load(write(tmp_path, "tasks: [{name: A, storage_readonly: true}, {name: B, storage_readonly: false}]"))
+    assert config.tasks["A"].storage_read_only is True and config.tasks["B"].storage_read_only is False
+    assert "storage_readonly" not in config.tasks["A"].options
 
 
 def test_global_section(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ TASK_KEYS = (
     "classname",
     "storage",
     "storage_read_only",
+    "storage_readonly",
     "storage_task_name",
     "max_retry",
     "retry_countdown",
@@ -332,10 +333,16 @@ def _task(entry: Any, index: int, source: str, env: Mapping[str, str]) -> TaskCo
     for key in entry:
         if key not in TASK_KEYS:
             raise ConfigurationError(f"{where}: unknown key {key!r}; {_suggest(str(key), TASK_KEYS)}")
-    read_only = entry.get("storage_read_only", False)
+    if "storage_read_only" in entry and "storage_readonly" in entry:
+        raise ConfigurationError(
+            f"{where}: both `storage_read_only:` and `storage_readonly:` (its Selinon 1.x spelling) are set; keep one"
+        )
+    read_only_key = "storage_readonly" if "storage_readonly" in entry else "storage_read_only"
+    read_only = entry.get(read_only_key, False)
     if not isinstance(read_only, bool):
-        raise ConfigurationError(f"{where}: `storage_read_only:` must be true or false, not {_type_name(read_only)}")
-    options = {k: v for k, v in entry.items() if k not in ("name", "storage", "storage_read_only", "storage_task_name")}
+        raise ConfigurationError(f"{where}: `{read_only_key}:` must be true or false, not {_type_name(read_only)}")
+    storage_keys = ("name", "storage", "storage_read_only", "storage_readonly", "storage_task_name")
+    options = {k: v for k, v in entry.items() if k not in storage_keys}
     if "queue" in options:
         options["queue"] = expand(_string(entry, "queue", where), env, f"{where}: queue")
     return TaskConfig(
