@@ -12,6 +12,7 @@ import inspect
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -552,3 +553,11 @@ def test_http_status_of_an_unreachable_server_is_false() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     assert BUILTIN["httpStatus"](host=f"127.0.0.1:{port}", path="/", status=200) is False
+
+
+def test_the_docs_list_every_predicate() -> None:
+    text = (Path(__file__).parents[1] / "docs" / "flows.md").read_text(encoding="utf-8")
+    # an argsField* predicate is documented through its field* twin ("each has an argsField* twin")
+    listed = {name.replace("argsField", "field", 1) for name in BUILTIN}
+    assert "`argsField*` twin" in text
+    assert [name for name in sorted(listed) if f"`{name}`" not in text] == []
