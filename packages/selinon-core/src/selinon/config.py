@@ -360,7 +360,7 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
         raise ConfigurationError(
             f"{source}: `global:` must be a mapping such as {{predicates_module: myapp.predicates}}"
         )
-    values = {"predicates_module": merged.predicates_module}
+    predicates_module = merged.predicates_module
     sources = dict(merged.sources)
     for key, value in section.items():
         where = f"{source}: global: {key}"
@@ -381,8 +381,8 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
         if key == "predicates_module":
             if not isinstance(value, str) or not _MODULE.match(value):
                 raise ConfigurationError(f"{where}: must be a module name such as myapp.predicates, not {value!r}")
-            values[key] = value
-    return GlobalOptions(predicates_module=values["predicates_module"], sources=sources)
+            predicates_module = value
+    return GlobalOptions(predicates_module=predicates_module, sources=sources)
 
 
 def _required(entry: dict[str, Any], key: str, where: str) -> str:
