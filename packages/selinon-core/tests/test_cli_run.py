@@ -128,3 +128,26 @@ def test_results_errors(capsys: pytest.CaptureFixture[str]) -> None:
 def test_help_lists_the_commands(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--help")
     assert code == 0 and "run " in out and "results " in out
+
+
+def test_a_predicates_module_beside_the_yaml_is_imported(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "beside_predicates.py").write_text("def argsSaysYes(node_args):\n    return node_args == 'yes'\n")
+    monkeypatch.delitem(sys.modules, "beside_predicates", raising=False)
+    (tmp_path / "nodes.yaml").write_text(
+        "global: {predicates_module: beside_predicates}\n"
+        "storages: [{name: Memory, classname: InMemoryStorage}]\n"
+        "tasks: [{name: A, import: flow_tasks, classname: Echo, storage: Memory},"
+        " {name: B, import: flow_tasks, classname: Echo, storage: Memory}]\n"
+        "flow-definitions:\n"
+        "  - name: main\n"
+        "    edges: [{from: [], to: A}, {from: A, to: B, condition: {name: argsSaysYes}}]\n"
+    )
+    for answer, ran in (("yes", {"A", "B"}), ("no", {"A"})):
+        code, out, err = run(
+            capsys, "run", "-c", str(tmp_path / "nodes.yaml"), "main", "--node-args", f'"{answer}"', "--json"
+        )
+        assert code == 0, err
+        assert {t["task"] for t in json.loads(out)["tasks"]} == ran
+    sys.modules.pop("beside_predicates", None)

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from selinon.conditions import ALWAYS, All, AnyOf, Leaf, Not, parse
 from selinon.errors import ConfigurationError
+from selinon.flows.conditions import ALWAYS, All, AnyOf, Leaf, Not, parse
 
 RESULTS = {"Task1": {"status": "ok", "nested": {"codes": [200, 404]}, "empty": None}, "Task2": {"status": "bad"}}
 
@@ -90,9 +90,13 @@ PREFIX = "flows.yaml: flow 'f': edges[1]: condition"
         (
             {"name": "fieldEqul", "args": {}},
             ("Task1",),
-            f"{PREFIX}: predicate 'fieldEqul' is not supported; did you mean 'fieldEqual'?",
+            f"{PREFIX}: predicate 'fieldEqul' is not a built-in predicate; did you mean 'fieldEqual'?",
         ),
-        ({"name": "fieldLenGreater", "args": {}}, ("Task1",), "supported: alwaysTrue, alwaysFalse, fieldEqual"),
+        (
+            {"name": "checkQuota", "args": {}},
+            ("Task1",),
+            "predicate 'checkQuota' is not a built-in predicate; see the list of predicates in docs/flows.md",
+        ),
         (
             {"name": "fieldEqual", "args": {"key": "a"}},
             ("Task1",),
@@ -112,7 +116,7 @@ PREFIX = "flows.yaml: flow 'f': edges[1]: condition"
         (
             {"name": "fieldExist", "args": {"key": "a"}},
             (),
-            "a starting edge has no parent result; use argsFieldEqual or argsFieldExist",
+            "a starting edge has no parent result; use argsFieldExist, which reads the node arguments",
         ),
         (
             {"name": "fieldExist", "node": "Task3", "args": {"key": "a"}},

@@ -150,6 +150,35 @@ def test_stray_brace_is_explained(tmp_path: Path) -> None:
             "task 'T': storage 'Memroy' is not defined; did you mean 'Memory'?",
         ),
         ("tasks: [{name: T, storage_read_only: 'yes'}]", "`storage_read_only:` must be true or false"),
+        (
+            "tasks: [{name: T, storage_readonly: 1}]",
+            "task 'T': `storage_readonly:` must be true or false, not a number",
+        ),
+        (
+            "tasks: [{name: T, storage_readonly: true, storage_read_only: true}]",
+            "task 'T': both `storage_read_only:` and `storage_readonly:` (its Selinon 1.x spelling) are set; keep one",
+        ),
+        (
+            "global: {default_task_queue: tasks}",
+            "global: default_task_queue: this version of Selinon does not support `default_task_queue:` yet; remove it",
+        ),
+        ("global: {default_dispatcher_queue: d}", "global: default_dispatcher_queue: this version of Selinon does not"),
+        ("global: {migration_dir: migrations}", "global: migration_dir: this version of Selinon does not support"),
+        (
+            "global: {trace: true}",
+            "global: trace: this version of Selinon does not support tracing yet; remove `trace:`",
+        ),
+        (
+            "global: {trace: {function: f, import: m}}",
+            "global: trace: this version of Selinon does not support tracing",
+        ),
+        ("global: {predicate_module: m}", "global: unknown key 'predicate_module'; did you mean 'predicates_module'?"),
+        (
+            "global: {predicates_module: 'my app'}",
+            "global: predicates_module: must be a module name such as myapp.predicates",
+        ),
+        ("global: {predicates_module: [m]}", "global: predicates_module: must be a module name"),
+        ("global: [predicates_module]", "`global:` must be a mapping such as {predicates_module: myapp.predicates}"),
         ("tasks: [{name: T, storag: S}]", "task 'T': unknown key 'storag'; did you mean 'storage'?"),
         ("tasks: [{name: T}, {name: T}]", "task 'T' is defined twice"),
         ("- just\n- a list", "the top level must be a mapping"),
@@ -164,6 +193,19 @@ def test_bad_configuration(tmp_path: Path, yaml_text: str, expected: str) -> Non
     assert message.startswith(str(path)), message
     assert expected in message
     assert "\n" not in message
+
+
+def test_storage_readonly_is_the_1x_spelling_of_storage_read_only(tmp_path: Path) -> None:
+    config = load(write(tmp_path, "tasks: [{name: A, storage_readonly: true}, {name: B, storage_readonly: false}]"))
+    assert config.tasks["A"].storage_read_only is True and config.tasks["B"].storage_read_only is False
+    assert "storage_readonly" not in config.tasks["A"].options
+
+
+def test_global_section(tmp_path: Path) -> None:
+    config = load(write(tmp_path, "global: {predicates_module: myapp.predicates, trace: false}"))
+    assert config.global_options.predicates_module == "myapp.predicates"  # imported when flows are loaded
+    assert config.global_options.where("trace") == f"{tmp_path / 'nodes.yaml'}: global: trace"
+    assert load(write(tmp_path, "global:\n")).global_options.predicates_module is None
 
 
 def test_yaml_error_has_a_position(tmp_path: Path) -> None:

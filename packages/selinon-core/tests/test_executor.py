@@ -14,7 +14,7 @@ import pytest
 from flow_tasks import RUNS, runs_per_task
 from flowkit import MEMORY, by_name, flow, run, system, task
 
-from selinon import SelinonMissingDataException, StoragePool
+from selinon import SelinonMissingDataException, StoragePool, flows
 from selinon.errors import ConfigurationError
 from selinon.executor import Executor
 
@@ -376,3 +376,65 @@ def test_progress_callback_sees_every_state() -> None:
         "main", {"failures": 1}
     )
     assert ("running",) in states and ("retrying",) in states and states[-1] == ("succeeded", "succeeded")
+
+
+@pytest.mark.parametrize(
+    ("node_args", "branches"),
+    [
+        (
+            {"url": "https://example.com/a", "items": [1, 2, 3], "n": 4, "text": "ship it"},
+            {"Https", "Many", "Even", "Env"},
+        ),
+        ({"url": "http://example.org/a", "items": [], "n": 3, "text": "hold"}, {"Few", "Odd", "Env"}),
+    ],
+)
+def test_built_in_and_custom_predicates_choose_the_branches(
+    monkeypatch: pytest.MonkeyPatch, node_args: dict[str, Any], branches: set[str]
+) -> None:
+    monkeypatch.setenv("SELINON_TEST_BRANCH", "on")
+    on_task1 = {
+        "Https": {
+            "and": [
+                {"name": "fieldUrlScheme", "args": {"key": ["args", "url"], "scheme": "https"}},
+                {"name": "fieldUrlNetloc", "args": {"key": ["args", "url"], "netloc": "example.com"}},
+            ]
+        },
+        "Many": {
+            "and": [
+                {"name": "isDict"},
+                {"name": "fieldLenGreaterEqual", "args": {"key": ["args", "items"], "length": 3}},
+            ]
+        },
+        "Few": {"name": "fieldLenLess", "args": {"key": ["args", "items"], "length": 3}},
+        "Even": {"name": "isEven", "args": {"key": ["args", "n"]}},  # from flow_predicates
+        "Odd": {"not": {"name": "isEven", "args": {"key": ["args", "n"]}}},
+    }
+    starting = {
+        "Env": {
+            "or": [
+                {"name": "argsFieldContain", "args": {"key": "items", "value": 9}},
+                {"name": "envExist", "args": {"env": "SELINON_TEST_BRANCH"}},
+            ]
+        },
+        "Never": {
+            "and": [
+                {"name": "argsHasWord", "args": {"word": "ship"}},
+                {"name": "argsFieldGreater", "args": {"key": "n", "value": 10}},
+            ]
+        },
+    }
+    names = [*on_task1, *starting]
+    nodes = {
+        "storages": [MEMORY],
+        "tasks": [task(n) for n in ["Task1", *names]],
+        "global": {"predicates_module": "flow_predicates"},
+    }
+    edges = [
+        START,
+        *({"from": "Task1", "to": name, "condition": condition} for name, condition in on_task1.items()),
+        *({"from": [], "to": name, "condition": condition} for name, condition in starting.items()),
+    ]
+    built = flows.from_documents([("nodes.yaml", nodes), ("flows.yaml", {"flow-definitions": [flow("main", *edges)]})])
+    result = run(built, "main", node_args)
+    assert result.state == "succeeded", result.error
+    assert set(by_name(result)) == {"Task1", *branches}

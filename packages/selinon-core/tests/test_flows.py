@@ -10,8 +10,8 @@ import yaml
 from flowkit import flow, system, task
 
 from selinon import flows
-from selinon.conditions import ALWAYS, Leaf
 from selinon.errors import ConfigurationError
+from selinon.flows.conditions import ALWAYS, Leaf
 
 TASKS = [
     task("Task1"),
@@ -20,6 +20,10 @@ TASKS = [
     task("ReadOnly", storage_read_only=True),
 ]
 START = {"from": [], "to": "Task1"}
+
+
+def leaf(name: str, **args: Any) -> dict[str, Any]:
+    return {"name": name, "args": args}
 
 
 def test_a_valid_flow_with_its_options() -> None:
@@ -168,6 +172,65 @@ W = "flows.yaml: flow 'main'"
             f"{W}: edges[0]: `foreach:` is not supported by this runtime",
         ),
         ([flow("main", {"from": [], "too": "Task1"})], f"{W}: edges[0]: unknown key 'too'; did you mean 'to'?"),
+        (
+            [
+                flow(
+                    "main",
+                    START,
+                    {"from": "Task1", "to": "Task2", "condition": leaf("fieldLenEqual", key="k", length="3")},
+                )
+            ],
+            f"{W}: edges[1]: condition: `length:` of fieldLenEqual must be a whole number, 0 or more (without quotes), not '3'",
+        ),
+        (
+            [
+                flow(
+                    "main",
+                    START,
+                    {"from": "Task1", "to": "Task2", "condition": {"not": leaf("fieldExist", key={"a": 1})}},
+                )
+            ],
+            f"{W}: edges[1]: condition.not: `key:` of fieldExist must be a key: a string, a whole number, or a list of them such as [items, 0, sku], not a mapping",
+        ),
+        (
+            [flow("main", {"from": [], "to": "Task1", "condition": leaf("argsFieldEqual", key=[["a"]], value=1)})],
+            f"{W}: edges[0]: condition: `key:` of argsFieldEqual must be a key",
+        ),
+        (
+            [
+                flow(
+                    "main",
+                    {"from": [], "to": "Task1", "condition": leaf("httpStatus", host="h", path="/", status="200")},
+                )
+            ],
+            f"{W}: edges[0]: condition: `status:` of httpStatus must be an HTTP status code such as 200 (without quotes), not '200'",
+        ),
+        (
+            [flow("main", {"from": [], "to": "Task1", "condition": leaf("envExist", env="")})],
+            f"{W}: edges[0]: condition: `env:` of envExist must be the name of an environment variable, not ''",
+        ),
+        (
+            [flow("main", {"from": [], "to": "Task1", "condition": leaf("envEqual", env="E")})],
+            f"{W}: edges[0]: condition: envEqual needs `args: {{value: ...}}`; add it",
+        ),
+        (
+            [
+                flow(
+                    "main",
+                    START,
+                    {"from": "Task1", "to": "Task2", "condition": leaf("fieldUrlScheme", key="u", schema="https")},
+                )
+            ],
+            f"{W}: edges[1]: condition: fieldUrlScheme takes no argument 'schema'; its arguments: key, scheme",
+        ),
+        (
+            [flow("main", {"from": [], "to": "Task1", "condition": leaf("isDict")})],
+            f"{W}: edges[0]: condition: isDict reads a parent result; a starting edge has no parent result; use argsIsDict, which reads the node arguments",
+        ),
+        (
+            [flow("main", {"from": [], "to": "Task1", "condition": leaf("fieldLenLessEqal", key="k", length=1)})],
+            f"{W}: edges[0]: condition: predicate 'fieldLenLessEqal' is not a built-in predicate; did you mean 'fieldLenLessEqual'?",
+        ),
         ([flow("main", {"from": []})], f"{W}: edges[0]: `to:` is missing"),
         ([flow("main", {"from": [], "to": []})], f"{W}: edges[0]: `to:` is empty"),
         ([flow("main", {"from": [], "to": ["Task1", "Task1"]})], f"{W}: edges[0]: `to:` lists a node twice"),

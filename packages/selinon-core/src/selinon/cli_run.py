@@ -105,11 +105,11 @@ def run(files: tuple[str, ...], flow: str, node_args: Any, concurrency: int, as_
     from selinon.executor import Executor
     from selinon.pool import StoragePool
 
-    system = flows.load(files)
-    system.flow(flow)
     for directory in dict.fromkeys(str(Path(f).resolve().parent) for f in files):
         if directory not in sys.path:
             sys.path.insert(0, directory)
+    system = flows.load(files)  # after the path is set: it imports `global: predicates_module`
+    system.flow(flow)
     progress = _Progress() if sys.stdout.isatty() and not as_json else None
     messages = _Messages(progress)
     logger = logging.getLogger("selinon.executor")

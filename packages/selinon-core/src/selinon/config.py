@@ -30,6 +30,7 @@ TASK_KEYS = (
     "classname",
     "storage",
     "storage_read_only",
+    "storage_readonly",
     "storage_task_name",
     "max_retry",
     "retry_countdown",
@@ -39,8 +40,14 @@ TASK_KEYS = (
     "selective_run_function",
 )
 
+#: ``global:`` keys that work; the others Selinon 1.x knew are refused with a line that says they are not supported
+#: yet, so that a configuration never relies on a key that does nothing.
+GLOBAL_KEYS = ("predicates_module", "trace")
+GLOBAL_NOT_YET = ("default_task_queue", "default_dispatcher_queue", "migration_dir")
+
 _REFERENCE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 
 
 @dataclass(frozen=True)
@@ -99,11 +106,25 @@ class TaskConfig:
     source: str = "<configuration>"
 
 
+@dataclass(frozen=True)
+class GlobalOptions:
+    """The ``global:`` section, merged from every file (a key may be set in one file only)."""
+
+    #: The module whose functions conditions may name besides the built-in predicates.
+    predicates_module: str | None = None
+    #: The file that set each key, for errors about it.
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def where(self, key: str) -> str:
+        return f"{self.sources.get(key, '<configuration>')}: global: {key}"
+
+
 @dataclass
 class Configuration:
     storages: dict[str, StorageConfig] = field(default_factory=dict)
     tasks: dict[str, TaskConfig] = field(default_factory=dict)
-    #: Sections this module does not interpret (flows, flow-definitions, global), by file, as loaded.
+    global_options: GlobalOptions = field(default_factory=GlobalOptions)
+    #: Sections this module does not interpret (flows, flow-definitions), by file, as loaded.
     other: dict[str, list[Any]] = field(default_factory=dict)
 
 
@@ -160,9 +181,11 @@ def from_documents(documents: Iterable[tuple[str, Any]], environ: Mapping[str, s
                 first = config.tasks[task.name].source
                 raise ConfigurationError(f"{source}: task {task.name!r} is defined twice (also in {first}); keep one")
             config.tasks[task.name] = task
-        for key in ("flows", "flow-definitions", "global"):
+        for key in ("flows", "flow-definitions"):
             if key in document:
                 config.other.setdefault(key, []).append(document[key])
+        if document.get("global") is not None:
+            config.global_options = _global(document["global"], source, config.global_options)
     for task in config.tasks.values():
         if task.storage is not None and task.storage not in config.storages:
             raise ConfigurationError(
@@ -310,10 +333,16 @@ def _task(entry: Any, index: int, source: str, env: Mapping[str, str]) -> TaskCo
     for key in entry:
         if key not in TASK_KEYS:
             raise ConfigurationError(f"{where}: unknown key {key!r}; {_suggest(str(key), TASK_KEYS)}")
-    read_only = entry.get("storage_read_only", False)
+    if "storage_read_only" in entry and "storage_readonly" in entry:
+        raise ConfigurationError(
+            f"{where}: both `storage_read_only:` and `storage_readonly:` (its Selinon 1.x spelling) are set; keep one"
+        )
+    read_only_key = "storage_readonly" if "storage_readonly" in entry else "storage_read_only"
+    read_only = entry.get(read_only_key, False)
     if not isinstance(read_only, bool):
-        raise ConfigurationError(f"{where}: `storage_read_only:` must be true or false, not {_type_name(read_only)}")
-    options = {k: v for k, v in entry.items() if k not in ("name", "storage", "storage_read_only", "storage_task_name")}
+        raise ConfigurationError(f"{where}: `{read_only_key}:` must be true or false, not {_type_name(read_only)}")
+    storage_keys = ("name", "storage", "storage_read_only", "storage_readonly", "storage_task_name")
+    options = {k: v for k, v in entry.items() if k not in storage_keys}
     if "queue" in options:
         options["queue"] = expand(_string(entry, "queue", where), env, f"{where}: queue")
     return TaskConfig(
@@ -324,6 +353,36 @@ def _task(entry: Any, index: int, source: str, env: Mapping[str, str]) -> TaskCo
         options=options,
         source=source,
     )
+
+
+def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
+    if not isinstance(section, dict):
+        raise ConfigurationError(
+            f"{source}: `global:` must be a mapping such as {{predicates_module: myapp.predicates}}"
+        )
+    predicates_module = merged.predicates_module
+    sources = dict(merged.sources)
+    for key, value in section.items():
+        where = f"{source}: global: {key}"
+        if key in GLOBAL_NOT_YET:
+            raise ConfigurationError(f"{where}: this version of Selinon does not support `{key}:` yet; remove it")
+        if key not in GLOBAL_KEYS:
+            raise ConfigurationError(
+                f"{source}: global: unknown key {key!r}; {_suggest(str(key), [*GLOBAL_KEYS, *GLOBAL_NOT_YET])}"
+            )
+        if key in sources:
+            raise ConfigurationError(f"{where}: set twice (also in {sources[key]}); keep one")
+        sources[key] = source
+        if key == "trace" and value is not False:
+            raise ConfigurationError(
+                f"{where}: this version of Selinon does not support tracing yet; remove `trace:` "
+                "(or write `trace: false`)"
+            )
+        if key == "predicates_module":
+            if not isinstance(value, str) or not _MODULE.match(value):
+                raise ConfigurationError(f"{where}: must be a module name such as myapp.predicates, not {value!r}")
+            predicates_module = value
+    return GlobalOptions(predicates_module=predicates_module, sources=sources)
 
 
 def _required(entry: dict[str, Any], key: str, where: str) -> str:

@@ -77,6 +77,31 @@ def test_the_same_flow_stores_the_same_results_as_the_local_executor(shared: Clu
     assert Counter(n for n, _ in runs(run_dir / "celery")) == Counter(n for n, _ in runs(run_dir / "local"))
 
 
+@pytest.mark.parametrize(
+    ("items", "express", "ran"),
+    [
+        ([{"sku": "lamp", "price": 30, "quantity": 2}], True, {"Order", "Express"}),
+        (
+            [{"sku": "pen", "price": 2, "quantity": 1}, {"sku": "ink", "price": 3, "quantity": 1}],
+            False,
+            {"Order", "Standard", "Audit"},
+        ),
+        ([{"sku": "pen", "price": 2, "quantity": 1}], None, {"Order", "Standard", "Audit"}),
+    ],
+)
+def test_built_in_and_custom_predicates_branch_as_in_the_local_executor(
+    shared: Cluster, run_dir: Path, items: list[dict[str, Any]], express: Any, ran: set[str]
+) -> None:
+    client = shared.client()
+    (run_dir / "celery").mkdir(), (run_dir / "local").mkdir()
+    on_celery = client.wait(
+        client.run_flow("predicateFlow", order(run_dir / "celery", items=items, express=express)), timeout=TIMEOUT
+    )
+    local = Executor(shared.system()).run("predicateFlow", order(run_dir / "local", items=items, express=express))
+    assert on_celery.state == local.state == "succeeded", on_celery
+    assert {t["task"] for t in on_celery.tasks} == {node.name for node in local.tasks()} == ran
+
+
 def test_a_task_that_fails_for_good_fails_the_flow_and_its_error_is_stored(shared: Cluster, run_dir: Path) -> None:
     client = shared.client()
     report = client.wait(client.run_flow("orderFlow", order(run_dir, items=[])), timeout=TIMEOUT)

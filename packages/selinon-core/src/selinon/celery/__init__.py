@@ -86,10 +86,10 @@ def attach(
                 )
             config = files.split(os.pathsep)
         paths = [config] if isinstance(config, str | os.PathLike) else list(config)
-        config = flows.load(paths)
         for directory in dict.fromkeys(str(Path(p).resolve().parent) for p in paths):
             if directory not in sys.path:
                 sys.path.insert(0, directory)
+        config = flows.load(paths)  # after the path is set: it imports `global: predicates_module`
     backend = type(app.backend).__name__
     if backend in ("DisabledBackend", "RPCBackend"):
         raise ConfigurationError(

@@ -2,22 +2,22 @@
 
 The files are read once: :mod:`selinon.config` validates storages and tasks, this module the flows, and every
 error is one line naming the file, the flow, the edge and the fix. Task classes and output schemas are resolved
-when a flow runs (:mod:`selinon.executor`), so that reading results back needs neither the tasks' code nor
+when a flow runs (:mod:`selinon.runtime`), so that reading results back needs neither the tasks' code nor
 ``jsonschema``.
 """
 
 from __future__ import annotations
 
-import graphlib
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from selinon import config as config_module
-from selinon.conditions import ALWAYS, Condition, parse
 from selinon.config import Configuration, TaskConfig, _suggest, _type_name
 from selinon.errors import ConfigurationError
+from selinon.flows.conditions import parse
+from selinon.flows.graph import Edge, Flow, System, TaskSpec, check_cycles, check_recursion
+from selinon.flows.predicates import Predicates
 
 FLOW_KEYS = ("name", "edges", "node_args_from_first", "propagate_node_args", "max_retry", "retry_countdown", "queue")
 EDGE_KEYS = ("from", "to", "condition")
@@ -38,75 +38,6 @@ UNSUPPORTED_KEYS = (
     "propagate_compound_parent_failures",
     "foreach",
 )
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    """What the runtime needs of one ``tasks:`` entry besides its storage keys."""
-
-    config: TaskConfig
-    import_path: str | None
-    classname: str
-    max_retry: int = 0
-    retry_countdown: float = 0.0
-    output_schema: str | dict[str, Any] | None = None
-
-    @property
-    def name(self) -> str:
-        return self.config.name
-
-    @property
-    def where(self) -> str:
-        return f"{self.config.source}: task {self.name!r}"
-
-
-@dataclass(frozen=True)
-class Edge:
-    from_: tuple[str, ...]
-    to: tuple[str, ...]
-    condition: Condition = ALWAYS
-
-
-@dataclass(frozen=True)
-class Flow:
-    name: str
-    edges: tuple[Edge, ...]
-    node_args_from_first: bool = False
-    #: True, False, or the names of the sub-flows that receive the flow's node arguments.
-    propagate_node_args: bool | tuple[str, ...] = False
-    max_retry: int = 0
-    retry_countdown: float = 0.0
-    source: str = "<configuration>"
-    #: The Celery queue of the flow's dispatcher (environment references expanded); unused by the local executor.
-    queue: str | None = None
-
-    @property
-    def where(self) -> str:
-        return f"{self.source}: flow {self.name!r}"
-
-    def nodes(self) -> set[str]:
-        return {name for edge in self.edges for name in (*edge.from_, *edge.to)}
-
-    def propagates_to(self, subflow: str) -> bool:
-        if isinstance(self.propagate_node_args, bool):
-            return self.propagate_node_args
-        return subflow in self.propagate_node_args
-
-
-@dataclass(frozen=True)
-class System:
-    """Storages, tasks and flows of a set of configuration files, all validated."""
-
-    configuration: Configuration
-    tasks: dict[str, TaskSpec] = field(default_factory=dict)
-    flows: dict[str, Flow] = field(default_factory=dict)
-
-    def flow(self, name: str) -> Flow:
-        try:
-            return self.flows[name]
-        except KeyError:
-            defined = f"defined flows: {', '.join(self.flows) or 'none'}"
-            raise ConfigurationError(f"no flow named {name!r}; {_suggest(name, self.flows, defined)}") from None
 
 
 def load(
@@ -136,6 +67,8 @@ def _system(
     configuration: Configuration, documents: list[tuple[str, dict[str, Any]]], environ: Mapping[str, str]
 ) -> System:
     tasks = {name: _task_spec(task) for name, task in configuration.tasks.items()}
+    options = configuration.global_options
+    predicates = Predicates.from_module(options.predicates_module, options.where("predicates_module"))
     listed: dict[str, str] = {}
     definitions: list[tuple[str, int, Any]] = []
     for source, document in documents:
@@ -178,10 +111,10 @@ def _system(
     flows = {
         flow.name: flow
         for flow in (
-            _flow(entry, source, tasks, configuration, names_defined, environ) for source, _, entry in definitions
+            _flow(entry, source, tasks, names_defined, predicates, environ) for source, _, entry in definitions
         )
     }
-    _check_recursion(flows)
+    check_recursion(flows)
     return System(configuration, tasks, flows)
 
 
@@ -211,8 +144,8 @@ def _flow(
     entry: dict[str, Any],
     source: str,
     tasks: dict[str, TaskSpec],
-    configuration: Configuration,
     flows: dict[str, str],
+    predicates: Predicates,
     environ: Mapping[str, str],
 ) -> Flow:
     where = f"{source}: flow {entry['name']!r}"
@@ -225,7 +158,7 @@ def _flow(
     if not isinstance(raw_edges, list) or not raw_edges:
         raise ConfigurationError(f"{where}: `edges:` must be a non-empty list of {{from: ..., to: ...}} mappings")
     known = [*tasks, *flows]
-    edges = tuple(_edge(raw, f"{where}: edges[{i}]", known, tasks, configuration) for i, raw in enumerate(raw_edges))
+    edges = tuple(_edge(raw, f"{where}: edges[{i}]", known, tasks, predicates) for i, raw in enumerate(raw_edges))
     starting = [edge for edge in edges if not edge.from_]
     if not starting:
         raise ConfigurationError(f"{where}: no starting edge; add one with an empty `from:` (such as `from: []`)")
@@ -260,11 +193,11 @@ def _flow(
         source=source,
         queue=_queue(entry, where, environ),
     )
-    _check_cycles(flow)
+    check_cycles(flow)
     return flow
 
 
-def _edge(raw: Any, where: str, known: list[str], tasks: dict[str, TaskSpec], configuration: Configuration) -> Edge:
+def _edge(raw: Any, where: str, known: list[str], tasks: dict[str, TaskSpec], predicates: Predicates) -> Edge:
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{where}: must be a mapping such as {{from: Task1, to: Task2}}")
     for key in raw:
@@ -278,7 +211,7 @@ def _edge(raw: Any, where: str, known: list[str], tasks: dict[str, TaskSpec], co
     to = _names(raw["to"], "to", where, known)
     if not to:
         raise ConfigurationError(f"{where}: `to:` is empty; name the node(s) this edge starts")
-    condition = parse(raw.get("condition"), from_, f"{where}: condition")
+    condition = parse(raw.get("condition"), from_, f"{where}: condition", predicates)
     for node in sorted(condition.nodes()):
         task = tasks.get(node)
         if task is None:
@@ -322,45 +255,6 @@ def _queue(entry: dict[str, Any], where: str, environ: Mapping[str, str]) -> str
     if not isinstance(queue, str) or not queue:
         raise ConfigurationError(f"{where}: `queue:` must be a non-empty string, not {_type_name(queue)}; quote it")
     return str(config_module.expand(queue, environ, f"{where}: queue"))
-
-
-def _check_cycles(flow: Flow) -> None:
-    """A cycle whose edges all fire unconditionally would run forever: one of them needs a condition."""
-    graph: dict[str, set[str]] = {}
-    for edge in flow.edges:
-        if edge.condition.always_true:
-            for source in edge.from_:
-                for target in edge.to:
-                    graph.setdefault(target, set()).add(source)
-    cycle = _cycle(graph)
-    if cycle:
-        raise ConfigurationError(
-            f"{flow.where}: cycle {cycle} has no way out (no edge on it has a condition); "
-            "add a condition to one of its edges"
-        )
-
-
-def _check_recursion(flows: dict[str, Flow]) -> None:
-    graph = {name: {node for node in flow.nodes() if node in flows} for name, flow in flows.items()}
-    cycle = _cycle(graph)
-    if cycle:
-        flow = flows[cycle.split(" -> ")[0]]
-        raise ConfigurationError(
-            f"{flow.where}: flows run each other in a loop ({cycle}); recursive sub-flows are not supported"
-        )
-
-
-def _cycle(predecessors: dict[str, set[str]]) -> str | None:
-    """A cycle of the graph as "A -> B -> A", starting at its first name in sorted order; None if it has none."""
-    graph = {node: sorted(predecessors[node]) for node in sorted(predecessors)}
-    try:
-        graphlib.TopologicalSorter(graph).prepare()
-    except graphlib.CycleError as exc:
-        nodes = exc.args[1][:-1]
-        start = nodes.index(min(nodes))
-        nodes = nodes[start:] + nodes[:start]
-        return " -> ".join([*nodes, nodes[0]])
-    return None
 
 
 def _count(entry: Mapping[str, Any], key: str, where: str) -> int:
