@@ -5,6 +5,8 @@ Each file's first line says what the error must contain: ``# expect: <text>``.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,19 @@ from selinon.config import load
 from selinon.pool import instantiate
 
 CORPUS = sorted((Path(__file__).parent / "bad_configs").glob("*.yaml"))
+#: Files written to hurt the loader (alias bombs, cycles, huge numbers, non-finite retry values).
+HOSTILE = [p for p in CORPUS if p.stem.startswith(("yaml_", "retry_"))]
+
+MEASURE = """
+import resource, sys, time
+from selinon.config import load
+from selinon.errors import ConfigurationError
+start = time.perf_counter()
+try:
+    load(sys.argv[1])
+except ConfigurationError:
+    print(time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
 
 
 def expected(path: Path) -> str:
@@ -56,3 +71,13 @@ def test_pool_raises_the_same_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError) as raised:
         StoragePool.get_connected_storage("S")
     assert str(raised.value) == library_error(path)
+
+
+@pytest.mark.parametrize("path", HOSTILE, ids=[p.stem for p in HOSTILE])
+def test_hostile_configuration_is_refused_within_a_second_and_100_mb(path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(path)], capture_output=True, text=True, timeout=30, check=True
+    )
+    seconds, max_rss_kb = done.stdout.split()
+    assert float(seconds) < 1.0
+    assert int(max_rss_kb) < 100 * 1024

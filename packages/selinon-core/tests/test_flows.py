@@ -153,7 +153,7 @@ W = "flows.yaml: flow 'main'"
         ([flow("main", START, max_retry=-1)], f"{W}: `max_retry:` must be a whole number, 0 or more, not -1"),
         (
             [flow("main", START, retry_countdown="soon")],
-            f"{W}: `retry_countdown:` must be a number of seconds, 0 or more, not 'soon'",
+            f"{W}: `retry_countdown:` must be a number of seconds from 0 to 86,400, not 'soon'",
         ),
         (
             [flow("main", START, {"to": "Task2"}, node_args_from_first=True)],

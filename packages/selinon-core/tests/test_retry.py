@@ -100,8 +100,13 @@ def test_delete_whose_reply_was_lost_succeeds(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("retry", "expected"),
     [
-        ("{attempts: 0}", "`attempts:` must be a whole number of at least 1"),
-        ("{deadline: -1}", "`deadline:` must be a number of seconds"),
+        ("{attempts: 0}", "`attempts:` must be a whole number from 1 to 1,000, not 0"),
+        ("{attempts: 100000}", "`attempts:` must be a whole number from 1 to 1,000, not 100000"),
+        ("{deadline: -1}", "`deadline:` must be a number of seconds from 0 to 86,400, not -1"),
+        ("{deadline: .inf}", "`deadline:` must be a number of seconds from 0 to 86,400, not inf"),
+        ("{deadline: .nan}", "`deadline:` must be a number of seconds from 0 to 86,400, not nan"),
+        ("{backoff: 1.0e+308}", r"`backoff:` must be a number of seconds from 0 to 3,600, not 1e\+308"),
+        ("{max_backoff: -.inf}", "`max_backoff:` must be a number of seconds from 0 to 3,600, not -inf"),
         ("{backof: 1}", "unknown key 'backof'; did you mean 'backoff'?"),
         ("3", "retry: must be a mapping"),
     ],

@@ -11,17 +11,16 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-from selinon import secrets
+from selinon import secrets, yaml_loader
 from selinon.errors import ConfigurationError
 
 TOP_LEVEL_KEYS = ("storages", "tasks", "flows", "flow-definitions", "global")
 STORAGE_KEYS = ("name", "classname", "import", "configuration", "cache", "retry")
 RETRY_KEYS = ("attempts", "deadline", "backoff", "max_backoff")
+#: What each `retry:` value may be: finite, and within what a worker can sensibly wait (a day at most).
+RETRY_BOUNDS = {"attempts": (1, 1000), "deadline": (0, 86400), "backoff": (0, 3600), "max_backoff": (0, 3600)}
 CACHE_KEYS = ("name", "import", "configuration")
 #: Storage keys are checked here; the rest of Selinon's task keys are kept for the task runtime.
 TASK_KEYS = (
@@ -139,17 +138,7 @@ def read_documents(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[st
     """Each file parsed, with the name to use in errors; unreadable files and YAML errors are ConfigurationError."""
     if isinstance(paths, str | os.PathLike):
         paths = [paths]
-    documents = []
-    for path in paths:
-        source = str(path)
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigurationError(f"{source}: cannot read the file: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ConfigurationError(f"{source}: not UTF-8 text; save the file as UTF-8") from None
-        documents.append((source, _parse_yaml(text, source)))
-    return documents
+    return [(str(path), yaml_loader.read(path)) for path in paths]
 
 
 def from_documents(documents: Iterable[tuple[str, Any]], environ: Mapping[str, str] | None = None) -> Configuration:
@@ -219,20 +208,6 @@ def _replacement(match: re.Match[str], env: Mapping[str, str], where: str) -> st
     if name not in env:
         raise ConfigurationError(f"{where}: environment variable {name} is not set; set it or change the option")
     return env[name]
-
-
-def _parse_yaml(text: str, source: str) -> Any:
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        return yaml.load(text, Loader=loader)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        position = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
-        raise ConfigurationError(
-            f"{source}{position}: YAML syntax error: {exc.problem or exc.context}; fix the syntax there"
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigurationError(f"{source}: YAML error: {exc}") from None
 
 
 def _list(document: dict[str, Any], key: str, source: str) -> list[Any]:
@@ -314,13 +289,14 @@ def _retry(entry: Any, where: str) -> RetryConfig:
         if key not in RETRY_KEYS:
             raise ConfigurationError(f"{where}: unknown key {key!r}; {_suggest(str(key), RETRY_KEYS)}")
         whole = key == "attempts"
+        low, high = RETRY_BOUNDS[key]
         if (
             isinstance(value, bool)
             or not isinstance(value, int if whole else int | float)
-            or value < (1 if whole else 0)
+            or not low <= value <= high  # NaN fails every comparison
         ):
-            kind = "a whole number of at least 1" if whole else "a number of seconds, 0 or more"
-            raise ConfigurationError(f"{where}: `{key}:` must be {kind}, not {value!r}")
+            kind = "a whole number" if whole else "a number of seconds"
+            raise ConfigurationError(f"{where}: `{key}:` must be {kind} from {low} to {high:,}, not {value!r}")
     return RetryConfig(**entry)
 
 

@@ -270,6 +270,6 @@ def _seconds(entry: Mapping[str, Any], key: str, where: str) -> float:
     value = entry.get(key, 0)
     if value is None:
         return 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ConfigurationError(f"{where}: `{key}:` must be a number of seconds, 0 or more, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 86400:  # NaN fails too
+        raise ConfigurationError(f"{where}: `{key}:` must be a number of seconds from 0 to 86,400, not {value!r}")
     return float(value)
