@@ -19,6 +19,7 @@ def fresh_state() -> Iterator[None]:
     for plugin in set(plugins.pm.get_plugins()) - before:
         plugins.pm.unregister(plugin)
     registry._warned.clear()
+    registry.rescan()  # distributions a test installed are gone
 
 
 MakeDistribution = Callable[..., Path]
@@ -58,6 +59,7 @@ def make_distribution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MakeDi
         for module, source in (modules or {}).items():
             (site / f"{module}.py").write_text(textwrap.dedent(source))
             added_modules.append(module)
+        registry.rescan()  # installed while the process runs, as `pip install` in a live worker would
         return info
 
     yield make  # type: ignore[misc]

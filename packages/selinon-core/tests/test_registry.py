@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import sys
 import warnings
+from pathlib import Path
+from typing import Any
 
+import importlib_metadata
 import pytest
 from conftest import MakeDistribution, adapter_source
 
 from selinon import DataStorage, PluginError, hookimpl, plugins, registry
+from selinon.config import load
+from selinon.pool import instantiate
 from selinon.storages.memory import InMemoryStorage
 
 
@@ -173,3 +178,22 @@ def test_explicit_import_wins(make_distribution: MakeDistribution) -> None:
 def test_explicit_import_errors(import_path: str, classname: str, expected: str) -> None:
     with pytest.raises(PluginError, match=expected):
         registry.resolve(classname, import_path)
+
+
+def test_installed_distributions_are_scanned_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Resolving thousands of storages must not rescan every installed distribution for each one."""
+    scans = 0
+    real = importlib_metadata.entry_points
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal scans
+        scans += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(importlib_metadata, "entry_points", counted)
+    registry.rescan()
+    path = tmp_path / "nodes.yaml"
+    path.write_text("storages:\n" + "".join(f"  - {{name: S{i}, classname: InMemoryStorage}}\n" for i in range(500)))
+    for storage in load(path).storages.values():
+        instantiate(storage)
+    assert scans == 1

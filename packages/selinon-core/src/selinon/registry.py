@@ -120,16 +120,36 @@ def _about(dist: Any) -> tuple[str, str, str | None]:
     return name, version, _requires_core(metadata.get_all("Requires-Dist") or dist.requires)
 
 
+_scanned: tuple[tuple[StorageEntry, ...], bool] | None = None
+
+
+def _installed() -> tuple[tuple[StorageEntry, ...], bool]:
+    """The entry points' storage classes, and whether any hook plugin is installed: one scan of the installed
+    distributions per process (a scan costs 25-40 ms; a configuration may name thousands of storages)."""
+    global _scanned
+    if _scanned is None:
+        installed = importlib_metadata.entry_points()  # one scan for both groups
+        about: dict[Any, tuple[str | None, str | None, str | None]] = {None: (None, None, None)}
+        found = []
+        for ep in installed.select(group=GROUP):
+            if ep.dist not in about:
+                about[ep.dist] = _about(ep.dist)
+            distribution, version, requires_core = about[ep.dist]
+            found.append(StorageEntry(ep.name, ep.value, distribution, version, requires_core=requires_core))
+        _scanned = (tuple(found), bool(installed.select(group="selinon")))
+    return _scanned
+
+
+def rescan() -> None:
+    """Forget what :func:`entries` found installed: after distributions were installed in a running process."""
+    global _scanned
+    _scanned = None
+
+
 def entries() -> list[StorageEntry]:
     """Every storage class on offer: entry points first, then classes registered through the hook."""
-    found: list[StorageEntry] = []
-    installed = importlib_metadata.entry_points()  # one scan of the installed distributions for both groups
-    about: dict[Any, tuple[str | None, str | None, str | None]] = {None: (None, None, None)}
-    for ep in installed.select(group=GROUP):
-        if ep.dist not in about:
-            about[ep.dist] = _about(ep.dist)
-        distribution, version, requires_core = about[ep.dist]
-        found.append(StorageEntry(ep.name, ep.value, distribution, version, requires_core=requires_core))
+    from_entry_points, hook_plugins_installed = _installed()
+    found = list(from_entry_points)
 
     def register(cls: type[DataStorage] | str, name: str | None = None) -> None:
         if isinstance(cls, str):
@@ -140,7 +160,7 @@ def entries() -> list[StorageEntry]:
             name = name or cls.__name__
         found.append(StorageEntry(classname=name, value=value, source="hook", _class=cls_obj))
 
-    if "selinon.plugins" not in sys.modules and not installed.select(group="selinon"):
+    if "selinon.plugins" not in sys.modules and not hook_plugins_installed:
         return found  # no hook plugin installed nor registered in code: spare every command pluggy's import
     from selinon.plugins import load_plugins, plugin_distributions
 
