@@ -151,3 +151,35 @@ def test_a_predicates_module_beside_the_yaml_is_imported(
         assert code == 0, err
         assert {t["task"] for t in json.loads(out)["tasks"]} == ran
     sys.modules.pop("beside_predicates", None)
+
+
+def _nodes(tmp_path: Path, path: str) -> str:
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(
+        f"storages: [{{name: Files, classname: Filesystem, configuration: {{path: '{path}'}}}}]\n"
+        "tasks: [{name: T, storage: Files}]\n"
+    )
+    return str(nodes)
+
+
+@pytest.mark.parametrize("command", ["get", "delete"])
+def test_results_exit_1_when_the_storage_cannot_be_reached(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    code, out, err = run(capsys, "results", command, "-c", _nodes(tmp_path, str(tmp_path / "a-file" / "x")), "T", "i")
+    assert code == 1 and out == ""  # a failure, not a usage error (2)
+    assert err.startswith("selinon: error: storage 'Files' (Filesystem): connect failed: ") and err.count("\n") == 1
+
+
+def test_results_get_prints_only_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """A record written before the JSON policy (NaN as a bare token, as Filesystem wrote it) is not printed as
+    something that is not JSON."""
+    from selinon.storages.filesystem import file_name
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / file_name("old")).write_text('{"flow_name": "f", "task_name": "T", "result": {"x": [1, NaN]}}')
+    code, out, err = run(capsys, "results", "get", "-c", _nodes(tmp_path, str(results)), "T", "old")
+    assert code == 1 and out == ""
+    assert err == "selinon: cannot print the result of task T (old) as JSON: result['x'][1]: nan is not a JSON number; store None or a string in its place\n"  # fmt: skip

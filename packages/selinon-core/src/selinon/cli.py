@@ -12,7 +12,7 @@ from typing import Any, ClassVar, TypeVar
 import click
 
 from selinon import registry
-from selinon.errors import ConfigurationError, SelinonError
+from selinon.errors import ConfigurationError, SelinonError, StorageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILED = 1
@@ -335,4 +335,5 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USAGE)
     except SelinonError as exc:
         click.echo(f"selinon: error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        # A storage that could not do its work (down, refusing the password) is a failure, not a usage error.
+        sys.exit(EXIT_FAILED if isinstance(exc, StorageError) else EXIT_USAGE)

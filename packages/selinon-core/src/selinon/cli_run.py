@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from selinon import jsonpolicy
 from selinon.cli import EXIT_FAILED, _table, config_option
 from selinon.errors import SelinonMissingDataException
 
@@ -167,7 +168,7 @@ def _configure(files: tuple[str, ...]) -> None:
 @click.argument("task_id")
 @click.option("--flow", default="", help="The flow the task ran in, for adapters that use it (most key by task id).")
 def results_get(files: tuple[str, ...], task: str, task_id: str, flow: str) -> None:
-    """Print the result TASK stored under TASK_ID, as JSON; exit 1 if there is none."""
+    """Print the result TASK stored under TASK_ID, as JSON (bytes as they are); exit 1 if there is none."""
     from selinon.pool import StoragePool
 
     _configure(files)
@@ -183,7 +184,15 @@ def results_get(files: tuple[str, ...], task: str, task_id: str, flow: str) -> N
         sys.exit(EXIT_FAILED)
     finally:
         StoragePool.disconnect_all()
-    _json(result)
+    if type(result) is bytes:  # a raw object (S3 keeps bytes as bytes): as it is, for `> file`
+        sys.stdout.buffer.write(result)
+        return
+    try:
+        jsonpolicy.check(result, "result")
+    except jsonpolicy.NotJSONError as exc:  # a record written before the JSON policy (a NaN, say)
+        click.echo(f"selinon: cannot print the result of task {task} ({task_id}) as JSON: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    click.echo(json.dumps(result, indent=2, ensure_ascii=False))
 
 
 def _error_record(flow: str, task: str, task_id: str) -> dict[str, str] | None:
