@@ -1,9 +1,12 @@
-"""Servers the tests run against: PostgreSQL and MariaDB of the machine (or those the environment names), and
-SQLite files. Every table a session creates has a unique name and is dropped when the session ends."""
+"""Servers the tests run against: PostgreSQL and MariaDB of the machine (or those the environment names), SQLite
+files, and a server that never answers. Every table a session creates has a unique name and is dropped when the
+session ends."""
 
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,3 +112,28 @@ def fresh_pool() -> Iterator[None]:
     yield
     StoragePool.disconnect_all()
     StoragePool._config = None
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A server that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for sock in accepted:
+        sock.close()
+    listener.close()

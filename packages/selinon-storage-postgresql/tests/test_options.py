@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import socket
+import threading
 import time
 import uuid
 
@@ -30,6 +30,7 @@ def with_password(url: str, password: str) -> str:
 def test_defaults() -> None:
     storage = PostgreSQL(connection_string=PG)
     assert (storage.table_name, storage.echo, storage.connect_timeout) == (DEFAULT_TABLE, False, 5.0)
+    assert storage.socket_timeout == 30.0
     assert (storage.pool_size, storage.max_overflow, storage.create_database) == (5, 10, True)
     assert DEFAULT_TABLE == "selinon_results"
     assert not storage.is_connected()
@@ -83,6 +84,14 @@ def test_table_name_must_be_plain_identifier(name: str) -> None:
         ("connect_timeout", -1),
         ("connect_timeout", "5"),
         ("connect_timeout", True),
+        ("connect_timeout", float("inf")),
+        ("socket_timeout", 0),
+        ("socket_timeout", -1),
+        ("socket_timeout", "30"),
+        ("socket_timeout", None),
+        ("socket_timeout", float("nan")),
+        ("socket_timeout", float("inf")),
+        ("socket_timeout", 1e308),
         ("pool_size", 0),
         ("pool_size", 2.5),
         ("max_overflow", -1),
@@ -184,17 +193,33 @@ def test_closed_port_mariadb(mysql_url: str) -> None:
         storage.connect()
 
 
-def test_connect_timeout_bounds_a_server_that_never_answers(postgresql_url: str) -> None:
-    """A port that accepts TCP connections but never speaks: connect gives up after connect_timeout."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
-        port = silent.getsockname()[1]
-        storage = PostgreSQL(connection_string=f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout=2)
-        start = time.monotonic()
-        with pytest.raises(StorageError, match=f"PostgreSQL at 127.0.0.1:{port}/test"):
+@pytest.mark.parametrize(
+    ("scheme", "where"),
+    [("postgresql", "PostgreSQL"), ("mysql+pymysql", "MySQL/MariaDB")],
+    ids=["postgresql", "mariadb"],
+)
+def test_connect_timeout_bounds_a_server_that_never_answers(scheme: str, where: str, silent_port: int) -> None:
+    """A server that accepts TCP connections but never speaks: connect gives up after connect_timeout (run in a
+    thread, so that a connect that would wait forever fails the test instead of hanging it)."""
+    storage = SqlStorage(connection_string=f"{scheme}://root@127.0.0.1:{silent_port}/test", connect_timeout=2)
+    raised: list[BaseException] = []
+
+    def connect() -> None:
+        try:
             storage.connect()
-        assert 1.5 < time.monotonic() - start < 4.5
+        except BaseException as exc:
+            raised.append(exc)
+
+    start = time.monotonic()
+    connecting = threading.Thread(target=connect, daemon=True)
+    connecting.start()
+    connecting.join(10)
+    elapsed = time.monotonic() - start
+    assert not connecting.is_alive(), "connect() was still waiting after 10 s"
+    assert len(raised) == 1 and isinstance(raised[0], StorageError), raised
+    assert str(raised[0]).startswith(f"cannot connect to {where} at 127.0.0.1:{silent_port}/test: ")
+    assert 1.5 < elapsed < 3.5, f"connect() took {elapsed:.1f}s with connect_timeout 2"
+    assert not storage.is_connected()
 
 
 def test_echo_logs_statements_but_never_the_password(
