@@ -222,6 +222,51 @@ def test_connect_timeout_bounds_a_server_that_never_answers(scheme: str, where: 
     assert not storage.is_connected()
 
 
+def test_wrong_password_is_said_to_be_refused(password_postgresql_url: str) -> None:
+    """The database is named like the user (postgres/postgres): a refused password is reported as such, not as a
+    missing database that could not be created; the password is never shown."""
+    right = make_url(password_postgresql_url)
+    storage = SqlStorage(connection_string=password_postgresql_url)  # the server works with the right password
+    storage.connect()
+    storage.disconnect()
+    secret = planted_secret()
+    wrong = SqlStorage(connection_string=right.set(password=secret).render_as_string(hide_password=False))
+    with pytest.raises(StorageError) as raised:
+        wrong.connect()
+    message = str(raised.value)
+    assert message.startswith(
+        f"cannot connect to PostgreSQL at 127.0.0.1:{right.port}/postgres: the server refused the password of "
+        "user 'postgres'; check the user and password in `connection_string`; OperationalError: "
+    ), message
+    assert "password authentication failed" in message
+    assert "does not exist" not in message and "created" not in message
+    assert secret not in message + repr(raised.value)
+    assert not wrong.is_connected()
+
+
+def test_wrong_password_is_said_to_be_refused_mariadb(mysql_url: str) -> None:
+    user = f"selinon_pw_{uuid.uuid4().hex[:10]}"
+    admin = engine_for(mysql_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'the-right-one'"))
+    try:
+        secret = planted_secret()
+        url = make_url(mysql_url).set(username=user, password=secret)
+        storage = SqlStorage(connection_string=url.render_as_string(hide_password=False))
+        with pytest.raises(StorageError) as raised:
+            storage.connect()
+        message = str(raised.value)
+        assert message.startswith(
+            f"cannot connect to MySQL/MariaDB at 127.0.0.1:3306/test: the server refused the password of user "
+            f"{user!r}; check the user and password in `connection_string`; OperationalError: (1045, "
+        ), message
+        assert secret not in message + repr(raised.value)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
+
+
 def test_echo_logs_statements_but_never_the_password(
     postgresql_url: str, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -61,6 +61,10 @@ _PG_FATAL_TRANSIENT = (
 _MYSQL_TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1317, 1927, 1969, 4031, 2002, 2003, 2006, 2013, 2014, 2055})
 #: The MariaDB/MySQL error numbers of a statement that waited too long for a lock or ran too long.
 _MYSQL_TIMED_OUT = (1205, 1969)
+#: MariaDB's check on a JSON column failed (``JSON_VALID``): for the JSON the adapter writes, only its depth.
+_MYSQL_CHECK_FAILED = 4025
+#: MariaDB's ``JSON_VALID`` refuses JSON with more than this many nested arrays and objects.
+MARIADB_JSON_DEPTH = 31
 #: The client waits this much longer for a reply than the server waits for a lock or a statement, so that the
 #: server's own error, which says what it waited for, arrives first.
 _CLIENT_MARGIN = 1.0
@@ -162,6 +166,21 @@ def _is_utf8(encoding: str) -> bool:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _json_depth(text: str) -> int:
+    """How many arrays and objects deep the JSON ``text`` nests."""
+    depth = deepest = 0
+    for char in _JSON_STRING.sub("", text):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
 
 
 def _wait_limit(dialect: str, seconds: float) -> str:
@@ -453,11 +472,13 @@ class SqlStorage(DataStorage):
             ) from None
 
     def _database_missing(self, exc: SQLAlchemyError) -> bool:
+        """PostgreSQL turned the connection away because the URL's database does not exist (and not, say, because
+        it refused the password of a user named like the database)."""
         database = self._url.database
         return bool(
             database
             and self._url.get_backend_name() == "postgresql"
-            and f'"{database}"' in str(getattr(exc, "orig", exc))
+            and f'database "{database}" does not exist' in str(getattr(exc, "orig", exc))
         )
 
     def _create_missing_database(self) -> bool:
@@ -541,6 +562,15 @@ class SqlStorage(DataStorage):
                     return int(outcome.lastrowid)
                 return int(outcome.scalar_one())
         except SQLAlchemyError as exc:
+            if _error_code(exc) == _MYSQL_CHECK_FAILED:
+                depth, column = max((_json_depth(values[name] or ""), name) for name in ("node_args", "result"))
+                if depth > MARIADB_JSON_DEPTH:  # the JSON the adapter writes is valid: only its depth fails the check
+                    raise StorageError(
+                        f"store failed in {self.where}: the {column} of task {task_id!r} nests {depth} arrays and "
+                        f"objects deep, and MariaDB's JSON columns take at most {MARIADB_JSON_DEPTH}; nothing was "
+                        "written. Store a flatter value (for example the deepest part as a JSON string), or use "
+                        "PostgreSQL"
+                    ) from None
             raise self._call_error("store failed in", exc) from None
 
     def _read(self, column: str, task_id: str) -> tuple[bool, str | bytes | None]:
@@ -584,11 +614,17 @@ class SqlStorage(DataStorage):
 
     def _connect_error(self, exc: SQLAlchemyError) -> StorageError:
         """Why ``connect()`` failed, said first in plain words where the driver's text does not."""
+        text = str(getattr(exc, "orig", exc))
         reason = ""
         if timed_out(exc):
             reason = (
                 f"gave up after `connect_timeout` ({self.connect_timeout:g} s) waiting for a lock that another "
                 f"session holds on table {self.table_name!r} or on creating it; "
+            )
+        elif _error_code(exc) == 1045 or "password authentication failed" in text:
+            reason = (
+                f"the server refused the password of user {self._url.username!r}; "
+                "check the user and password in `connection_string`; "
             )
         return StorageError(f"cannot connect to {self.where}: {reason}{self._describe(exc)}")
 
