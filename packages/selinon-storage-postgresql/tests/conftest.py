@@ -109,6 +109,18 @@ def make_storage(table_name: str, created_tables: set[tuple[str, str]]) -> MakeS
     return make
 
 
+@pytest.fixture
+def table(table_name: str, created_tables: set[tuple[str, str]]) -> Callable[[str], str]:
+    """A new table name for this test on a backend; the table is dropped at the end of the session."""
+
+    def make(url: str) -> str:
+        name = f"{table_name}_{uuid.uuid4().hex[:6]}"
+        created_tables.add((url, name))
+        return name
+
+    return make
+
+
 @pytest.fixture(autouse=True)
 def fresh_pool() -> Iterator[None]:
     """Each test starts with an unconfigured storage pool, and sees the one-time legacy warning again."""

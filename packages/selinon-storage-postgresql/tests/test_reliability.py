@@ -110,18 +110,6 @@ def backends(admin: sa.Connection, application_name: str) -> set[int]:
     return {pid for (pid,) in found}
 
 
-@pytest.fixture
-def table(table_name: str, created_tables: set[tuple[str, str]]) -> Callable[[str], str]:
-    """A table of this test on a backend, dropped at the end of the session."""
-
-    def make(url: str) -> str:
-        name = f"{table_name}_r{uuid.uuid4().hex[:6]}"
-        created_tables.add((url, name))
-        return name
-
-    return make
-
-
 # -- connection loss -----------------------------------------------------------------------------------------
 
 

@@ -79,16 +79,6 @@ def backend_of(request: pytest.FixtureRequest, backend: str) -> str:
     return url
 
 
-@pytest.fixture
-def table(table_name: str, created_tables: set[tuple[str, str]]) -> Callable[[str], str]:
-    def make(url: str) -> str:
-        name = f"{table_name}_w{uuid.uuid4().hex[:6]}"
-        created_tables.add((url, name))
-        return name
-
-    return make
-
-
 # -- connect() -----------------------------------------------------------------------------------------------
 
 
