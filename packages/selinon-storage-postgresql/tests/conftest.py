@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -172,6 +173,23 @@ def _postgresql_programs() -> Path | None:
     return bindir if (bindir / "initdb").exists() else None
 
 
+def _wait_until_accepting(url: str, timeout: float = 30.0) -> None:
+    """The server listens before it accepts sessions ("the database system is starting up"): wait for one."""
+    engine = engine_for(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    return
+            except sa.exc.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def password_postgresql_url() -> Iterator[str]:
     """A PostgreSQL server of the session's own that checks passwords (scram-sha-256), since the machine's
@@ -205,8 +223,10 @@ def password_postgresql_url() -> Iterator[str]:
         log=directory / "server.log",
     )
     server.start()
+    url = f"postgresql://postgres:{CLUSTER_PASSWORD}@127.0.0.1:{server.port}/postgres"
     try:
-        yield f"postgresql://postgres:{CLUSTER_PASSWORD}@127.0.0.1:{server.port}/postgres"
+        _wait_until_accepting(url)
+        yield url
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)

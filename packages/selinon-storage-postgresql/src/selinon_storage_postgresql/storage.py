@@ -255,8 +255,8 @@ class SqlStorage(DataStorage):
     :param echo: log every SQL statement through SQLAlchemy's ``echo`` (never the password)
     :param table_name: the table, created on connect when missing; a plain identifier
     :param connect_timeout: seconds ``connect()`` may take, waiting for locks included
-    :param socket_timeout: seconds one statement may wait for a lock, for the server's reply, or for a free
-        pooled connection
+    :param socket_timeout: seconds one statement may wait for a lock another session holds, or run (with PyMySQL
+        also: wait for the server's reply); and seconds a call may wait for a free pooled connection
     :param pool_size: connections kept open in the pool
     :param max_overflow: connections opened beyond ``pool_size`` under load, closed when returned
     :param create_database: on PostgreSQL, create the URL's database when it does not exist
@@ -425,7 +425,7 @@ class SqlStorage(DataStorage):
         return {}
 
     def _on_new_connection(self, dbapi_connection: Any, _record: Any) -> None:
-        """Every connection of the engine waits at most ``socket_timeout`` for a lock or a reply."""
+        """Every session of the engine bounds its statements by ``socket_timeout``."""
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(_wait_limit(self._url.get_backend_name(), self.socket_timeout))
