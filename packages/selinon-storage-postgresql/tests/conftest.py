@@ -1,9 +1,16 @@
-"""Servers the tests run against: PostgreSQL and MariaDB of the machine (or those the environment names), and
-SQLite files. Every table a session creates has a unique name and is dropped when the session ends."""
+"""Servers the tests run against: PostgreSQL and MariaDB of the machine (or those the environment names), SQLite
+files, a PostgreSQL server of the session's own that checks passwords, and a server that never answers. Every
+table a session creates has a unique name and is dropped when the session ends."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +22,8 @@ from selinon_storage_postgresql import SqlStorage
 from sqlalchemy.engine import make_url
 
 from selinon import StoragePool, registry
-from selinon.testing import require_service
+from selinon.testing import ServerProcess, require_service
+from selinon.testing.services import in_ci
 
 POSTGRESQL_URL = os.environ.get("SELINON_TEST_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MYSQL_URL = os.environ.get("SELINON_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
@@ -102,6 +110,18 @@ def make_storage(table_name: str, created_tables: set[tuple[str, str]]) -> MakeS
     return make
 
 
+@pytest.fixture
+def table(table_name: str, created_tables: set[tuple[str, str]]) -> Callable[[str], str]:
+    """A new table name for this test on a backend; the table is dropped at the end of the session."""
+
+    def make(url: str) -> str:
+        name = f"{table_name}_{uuid.uuid4().hex[:6]}"
+        created_tables.add((url, name))
+        return name
+
+    return make
+
+
 @pytest.fixture(autouse=True)
 def fresh_pool() -> Iterator[None]:
     """Each test starts with an unconfigured storage pool, and sees the one-time legacy warning again."""
@@ -109,3 +129,104 @@ def fresh_pool() -> Iterator[None]:
     yield
     StoragePool.disconnect_all()
     StoragePool._config = None
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A server that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield listener.getsockname()[1]
+    stop.set()
+    thread.join(5)
+    for sock in accepted:
+        sock.close()
+    listener.close()
+
+
+#: The password of the session's own PostgreSQL server (a throwaway server on 127.0.0.1: not a secret).
+CLUSTER_PASSWORD = "selinon-cluster-password"
+
+
+def _postgresql_programs() -> Path | None:
+    """The directory holding PostgreSQL's ``initdb`` and ``postgres``: on the PATH or where pg_config says."""
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(os.path.realpath(initdb)).parent
+    try:
+        found = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    bindir = Path(found.stdout.strip())
+    return bindir if (bindir / "initdb").exists() else None
+
+
+def _wait_until_accepting(url: str, timeout: float = 30.0) -> None:
+    """The server listens before it accepts sessions ("the database system is starting up"): wait for one."""
+    engine = engine_for(url)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                with engine.connect():
+                    return
+            except sa.exc.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def password_postgresql_url() -> Iterator[str]:
+    """A PostgreSQL server of the session's own that checks passwords (scram-sha-256), since the machine's
+    trusts every connection: its URL, with the user ``postgres`` and the right password, database ``postgres``.
+
+    Started from the PostgreSQL server programs (``initdb``, ``postgres``); as root, as the ``postgres`` user."""
+    bindir = _postgresql_programs()
+    if bindir is None:
+        message = "the PostgreSQL server programs (initdb, postgres) are not installed; install PostgreSQL's server"
+        if in_ci():
+            pytest.fail(f"CI=true: {message}", pytrace=False)
+        pytest.skip(message)
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    directory = Path(tempfile.mkdtemp(prefix="selinon-pg-"))
+    password_file = directory / "password"
+    password_file.write_text(CLUSTER_PASSWORD)
+    if run_as:
+        for path in (directory, password_file):
+            shutil.chown(path, "postgres")
+    data = directory / "data"
+    initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "scram-sha-256", "-N"]
+    subprocess.run([*run_as, *initdb, f"--pwfile={password_file}"], check=True, capture_output=True, timeout=120)
+    server = ServerProcess(
+        [
+            *run_as,
+            str(bindir / "postgres"),
+            *("-D", str(data), "-p", "{port}", "-k", str(directory)),
+            *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
+        ],
+        "a PostgreSQL server with password authentication",
+        log=directory / "server.log",
+    )
+    server.start()
+    url = f"postgresql://postgres:{CLUSTER_PASSWORD}@127.0.0.1:{server.port}/postgres"
+    try:
+        _wait_until_accepting(url)
+        yield url
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-import socket
+import threading
 import time
 import uuid
 
@@ -30,6 +30,7 @@ def with_password(url: str, password: str) -> str:
 def test_defaults() -> None:
     storage = PostgreSQL(connection_string=PG)
     assert (storage.table_name, storage.echo, storage.connect_timeout) == (DEFAULT_TABLE, False, 5.0)
+    assert storage.socket_timeout == 30.0
     assert (storage.pool_size, storage.max_overflow, storage.create_database) == (5, 10, True)
     assert DEFAULT_TABLE == "selinon_results"
     assert not storage.is_connected()
@@ -83,6 +84,14 @@ def test_table_name_must_be_plain_identifier(name: str) -> None:
         ("connect_timeout", -1),
         ("connect_timeout", "5"),
         ("connect_timeout", True),
+        ("connect_timeout", float("inf")),
+        ("socket_timeout", 0),
+        ("socket_timeout", -1),
+        ("socket_timeout", "30"),
+        ("socket_timeout", None),
+        ("socket_timeout", float("nan")),
+        ("socket_timeout", float("inf")),
+        ("socket_timeout", 1e308),
         ("pool_size", 0),
         ("pool_size", 2.5),
         ("max_overflow", -1),
@@ -184,17 +193,78 @@ def test_closed_port_mariadb(mysql_url: str) -> None:
         storage.connect()
 
 
-def test_connect_timeout_bounds_a_server_that_never_answers(postgresql_url: str) -> None:
-    """A port that accepts TCP connections but never speaks: connect gives up after connect_timeout."""
-    with socket.socket() as silent:
-        silent.bind(("127.0.0.1", 0))
-        silent.listen(8)
-        port = silent.getsockname()[1]
-        storage = PostgreSQL(connection_string=f"postgresql://postgres@127.0.0.1:{port}/test", connect_timeout=2)
-        start = time.monotonic()
-        with pytest.raises(StorageError, match=f"PostgreSQL at 127.0.0.1:{port}/test"):
+@pytest.mark.parametrize(
+    ("scheme", "where"),
+    [("postgresql", "PostgreSQL"), ("mysql+pymysql", "MySQL/MariaDB")],
+    ids=["postgresql", "mariadb"],
+)
+def test_connect_timeout_bounds_a_server_that_never_answers(scheme: str, where: str, silent_port: int) -> None:
+    """A server that accepts TCP connections but never speaks: connect gives up after connect_timeout (run in a
+    thread, so that a connect that would wait forever fails the test instead of hanging it)."""
+    storage = SqlStorage(connection_string=f"{scheme}://root@127.0.0.1:{silent_port}/test", connect_timeout=2)
+    raised: list[BaseException] = []
+
+    def connect() -> None:
+        try:
             storage.connect()
-        assert 1.5 < time.monotonic() - start < 4.5
+        except BaseException as exc:
+            raised.append(exc)
+
+    start = time.monotonic()
+    connecting = threading.Thread(target=connect, daemon=True)
+    connecting.start()
+    connecting.join(10)
+    elapsed = time.monotonic() - start
+    assert not connecting.is_alive(), "connect() was still waiting after 10 s"
+    assert len(raised) == 1 and isinstance(raised[0], StorageError), raised
+    assert str(raised[0]).startswith(f"cannot connect to {where} at 127.0.0.1:{silent_port}/test: ")
+    assert 1.5 < elapsed < 3.5, f"connect() took {elapsed:.1f}s with connect_timeout 2"
+    assert not storage.is_connected()
+
+
+def test_wrong_password_is_said_to_be_refused(password_postgresql_url: str) -> None:
+    """The database is named like the user (postgres/postgres): a refused password is reported as such, not as a
+    missing database that could not be created; the password is never shown."""
+    right = make_url(password_postgresql_url)
+    storage = SqlStorage(connection_string=password_postgresql_url)  # the server works with the right password
+    storage.connect()
+    storage.disconnect()
+    secret = planted_secret()
+    wrong = SqlStorage(connection_string=right.set(password=secret).render_as_string(hide_password=False))
+    with pytest.raises(StorageError) as raised:
+        wrong.connect()
+    message = str(raised.value)
+    assert message.startswith(
+        f"cannot connect to PostgreSQL at 127.0.0.1:{right.port}/postgres: the server refused the password of "
+        "user 'postgres'; check the user and password in `connection_string`; OperationalError: "
+    ), message
+    assert "password authentication failed" in message
+    assert "does not exist" not in message and "created" not in message
+    assert secret not in message + repr(raised.value)
+    assert not wrong.is_connected()
+
+
+def test_wrong_password_is_said_to_be_refused_mariadb(mysql_url: str) -> None:
+    user = f"selinon_pw_{uuid.uuid4().hex[:10]}"
+    admin = engine_for(mysql_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'the-right-one'"))
+    try:
+        secret = planted_secret()
+        url = make_url(mysql_url).set(username=user, password=secret)
+        storage = SqlStorage(connection_string=url.render_as_string(hide_password=False))
+        with pytest.raises(StorageError) as raised:
+            storage.connect()
+        message = str(raised.value)
+        assert message.startswith(
+            f"cannot connect to MySQL/MariaDB at 127.0.0.1:3306/test: the server refused the password of user "
+            f"{user!r}; check the user and password in `connection_string`; OperationalError: (1045, "
+        ), message
+        assert secret not in message + repr(raised.value)
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        admin.dispose()
 
 
 def test_echo_logs_statements_but_never_the_password(

@@ -145,6 +145,44 @@ def test_nul_in_task_id_on_postgresql_is_a_storage_error(postgresql_url: str, ma
         storage.disconnect()
 
 
+def nested(depth: int) -> Any:
+    """A value ``depth`` arrays and objects deep, alternating, around the string "bottom"."""
+    value: Any = "bottom"
+    for level in range(depth):
+        value = [value] if level % 2 else {"down": value}
+    return value
+
+
+@pytest.mark.parametrize("column", ["result", "node_args"])
+def test_too_deep_for_mariadb_said_plainly(column: str, mysql_url: str, make_storage: MakeStorage) -> None:
+    """MariaDB's JSON check refuses values nested more than 31 deep: the error says which value, how deep it is,
+    the limit and what to do, and the record stays as it was; 31 levels are stored and read back."""
+    storage = make_storage(mysql_url)
+    storage.connect()
+    try:
+        task_id = f"deep-{uuid.uuid4()}"
+        storage.store({"n": 1}, "flow", "task", task_id, "before")
+        deepest = nested(31)
+        storage.store(deepest if column == "node_args" else None, "flow", "task", task_id, deepest)
+        assert storage.retrieve("flow", "task", task_id) == deepest
+        storage.store({"n": 1}, "flow", "task", task_id, "before")
+        too_deep = nested(40)
+        with pytest.raises(StorageError) as raised:
+            if column == "result":
+                storage.store({"n": 2}, "flow", "task", task_id, too_deep)
+            else:
+                storage.store(too_deep, "flow", "task", task_id, "after")
+        assert str(raised.value) == (
+            f"store failed in MySQL/MariaDB at 127.0.0.1:3306/test: the {column} of task {task_id!r} nests 40 arrays "
+            "and objects deep, and MariaDB's JSON columns take at most 31; nothing was written. Store a flatter "
+            "value (for example the deepest part as a JSON string), or use PostgreSQL"
+        )
+        assert storage.retrieve("flow", "task", task_id) == "before"
+        assert [as_json(row["node_args"]) for row in rows(mysql_url, storage.table_name, task_id)] == [{"n": 1}]
+    finally:
+        storage.disconnect()
+
+
 def test_not_connected_is_a_storage_error(postgresql_url: str, make_storage: MakeStorage) -> None:
     storage = make_storage(postgresql_url)
     with pytest.raises(StorageError, match="is not connected; call connect"):

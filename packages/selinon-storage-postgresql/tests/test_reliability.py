@@ -14,11 +14,10 @@ are in test_selinon.py, beside the Selinon 1.x configuration tests.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -109,18 +108,6 @@ def backends(admin: sa.Connection, application_name: str) -> set[int]:
         {"name": application_name},
     )
     return {pid for (pid,) in found}
-
-
-@pytest.fixture
-def table(table_name: str, created_tables: set[tuple[str, str]]) -> Callable[[str], str]:
-    """A table of this test on a backend, dropped at the end of the session."""
-
-    def make(url: str) -> str:
-        name = f"{table_name}_r{uuid.uuid4().hex[:6]}"
-        created_tables.add((url, name))
-        return name
-
-    return make
 
 
 # -- connection loss -----------------------------------------------------------------------------------------
@@ -238,10 +225,10 @@ def test_a_call_in_flight_when_its_backend_is_terminated_is_retried(
 def test_a_locked_sqlite_database_is_retried_until_it_is_free(
     sqlite_url: str, table: Callable[[str], str], tmp_path: Path, events: StorageEvents
 ) -> None:
-    """Deterministic: another connection holds the SQLite file locked; the store waits `connect_timeout`, fails
+    """Deterministic: another connection holds the SQLite file locked; the store waits `socket_timeout`, fails
     with "database is locked", is retried by the pool, and goes through once the lock is released."""
     name = table(sqlite_url)
-    configure(tmp_path, sqlite_url, name, connect_timeout=0.1)
+    configure(tmp_path, sqlite_url, name, socket_timeout=0.1)
     task_id = f"locked-{uuid.uuid4().hex[:8]}"
     StoragePool.set(None, FLOW, TASK, task_id, "before")
     locker = engine_for(sqlite_url).raw_connection()
@@ -316,31 +303,6 @@ def test_transient_classification_of_real_driver_errors(postgresql_url: str, mys
 
 
 # -- a server that is down at connect() ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A server that accepts connections and never answers."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for sock in accepted:
-        sock.close()
-    listener.close()
 
 
 @pytest.mark.parametrize("down", ["proxy refusing", "closed port", "silent server"])

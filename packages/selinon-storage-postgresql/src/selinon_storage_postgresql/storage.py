@@ -8,6 +8,7 @@ import json
 import math
 import re
 import threading
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,6 +23,10 @@ from selinon.secrets import is_secret_option, scrub, secrets_in
 from selinon.storage import DataStorage, ExcInfo, describe_error
 
 DEFAULT_TABLE = "selinon_results"
+#: The longest timeout accepted: a year, PyMySQL's own limit (and finite, so that every wait ends).
+_LONGEST = 31_536_000
+#: The least time connect() gives a statement once its own budget is spent (after it created the database).
+_LEAST_WAIT = 0.5
 #: A name every supported database takes unquoted and that needs no escaping anywhere (63 is PostgreSQL's limit).
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
 _BACKENDS = {"postgresql": "PostgreSQL", "sqlite": "SQLite", "mysql": "MySQL/MariaDB", "mariadb": "MariaDB"}
@@ -32,9 +37,12 @@ _MYSQL = ("mysql", "mariadb")
 _ALREADY_CREATED = ("42P04", "23505")
 #: PostgreSQL SQLSTATEs of an OperationalError worth another try: the connection failed (class 08), the server is
 #: shutting down or starting (57P01-57P03), a serialization failure or deadlock (40001, 40P01), too many
-#: connections (53300), a lock not available (55P03). Others (authentication 28xxx, a missing database 3D000,
-#: a full disk 53100...) fail at once.
-_PG_TRANSIENT = ("57P01", "57P02", "57P03", "40001", "40P01", "53300", "55P03")
+#: connections (53300), a lock not available (55P03), a statement cancelled (57014: ``statement_timeout``, which
+#: the adapter sets from ``socket_timeout``). Others (authentication 28xxx, a missing database 3D000, a full disk
+#: 53100...) fail at once.
+_PG_TRANSIENT = ("57P01", "57P02", "57P03", "40001", "40P01", "53300", "55P03", "57014")
+#: The SQLSTATEs of a PostgreSQL statement that waited too long for a lock or ran too long.
+_PG_TIMED_OUT = ("55P03", "57014")
 #: psycopg gives no SQLSTATE when opening a connection fails, even when the server answered with a FATAL error:
 #: those answers are permanent (authentication, a missing database or role) except these.
 _PG_FATAL_TRANSIENT = (
@@ -47,10 +55,20 @@ _PG_FATAL_TRANSIENT = (
     "terminating connection",
 )
 #: MariaDB/MySQL error numbers worth another try: too many connections (1040), server shutdown (1053), lock wait
-#: timeout (1205), deadlock (1213), query interrupted (1317), connection killed (1927), disconnected for
-#: inactivity (4031), and the client's own "cannot reach / lost the server" errors (2002-2055). PyMySQL raises
+#: timeout (1205, row and table locks), deadlock (1213), query interrupted (1317), connection killed (1927),
+#: statement timeout (1969), disconnected for inactivity (4031), and the client's own "cannot reach / lost the
+#: server" errors (2002-2055, 2013 also when no reply came within the read timeout). PyMySQL raises
 #: OperationalError for permanent errors too (access denied 1045, unknown column 1054): those fail at once.
-_MYSQL_TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1317, 1927, 4031, 2002, 2003, 2006, 2013, 2014, 2055})
+_MYSQL_TRANSIENT = frozenset({1040, 1053, 1205, 1213, 1317, 1927, 1969, 4031, 2002, 2003, 2006, 2013, 2014, 2055})
+#: The MariaDB/MySQL error numbers of a statement that waited too long for a lock or ran too long.
+_MYSQL_TIMED_OUT = (1205, 1969)
+#: MariaDB's check on a JSON column failed (``JSON_VALID``): for the JSON the adapter writes, only its depth.
+_MYSQL_CHECK_FAILED = 4025
+#: MariaDB's ``JSON_VALID`` refuses JSON with more than this many nested arrays and objects.
+MARIADB_JSON_DEPTH = 31
+#: The client waits this much longer for a reply than the server waits for a lock or a statement, so that the
+#: server's own error, which says what it waited for, arrives first.
+_CLIENT_MARGIN = 1.0
 #: sqlite3's "database is locked" (SQLITE_BUSY) and "database table is locked" (SQLITE_LOCKED).
 _SQLITE_TRANSIENT = (5, 6)
 
@@ -151,6 +169,36 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _json_depth(text: str) -> int:
+    """How many arrays and objects deep the JSON ``text`` nests."""
+    depth = deepest = 0
+    for char in _JSON_STRING.sub("", text):
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _wait_limit(dialect: str, seconds: float) -> str:
+    """The statement that bounds, for the rest of the session, how long one statement may wait for a lock that
+    another session holds.
+
+    PostgreSQL: ``statement_timeout`` (it covers lock waits, advisory locks included, and everything else);
+    MariaDB/MySQL: ``innodb_lock_wait_timeout`` (row locks) and ``lock_wait_timeout`` (tables locked by
+    ``LOCK TABLES`` or by DDL), in whole seconds; SQLite: ``busy_timeout`` (a locked database file).
+    """
+    if dialect in _MYSQL:
+        whole = max(1, math.ceil(seconds))
+        return f"SET SESSION innodb_lock_wait_timeout = {whole}, lock_wait_timeout = {whole}"
+    milliseconds = max(1, round(seconds * 1000))
+    return f"PRAGMA busy_timeout = {milliseconds}" if dialect == "sqlite" else f"SET statement_timeout = {milliseconds}"
+
+
 def is_transient(exc: SQLAlchemyError) -> bool:
     """Whether another try may succeed: a connection lost or refused, a server restarting, a lock or deadlock.
 
@@ -163,18 +211,40 @@ def is_transient(exc: SQLAlchemyError) -> bool:
     if not isinstance(exc, OperationalError):
         return False
     orig: Any = exc.orig
+    code = _error_code(exc)
+    if isinstance(code, int):
+        return code in _MYSQL_TRANSIENT
     if hasattr(orig, "sqlstate"):  # psycopg
-        sqlstate = orig.sqlstate
-        if sqlstate is None:  # a connection could not be opened: refused, reset, timed out, or turned away
+        if code is None:  # a connection could not be opened: refused, reset, timed out, or turned away
             text = str(orig)
             return "FATAL:" not in text or any(reason in text for reason in _PG_FATAL_TRANSIENT)
-        return sqlstate.startswith("08") or sqlstate in _PG_TRANSIENT
+        return code.startswith("08") or code in _PG_TRANSIENT
     if hasattr(orig, "sqlite_errorcode"):  # sqlite3 (Python 3.11+): the extended code, primary in the low byte
         return (orig.sqlite_errorcode & 0xFF) in _SQLITE_TRANSIENT
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):  # PyMySQL, mysqlclient: (errno, message)
-        return args[0] in _MYSQL_TRANSIENT
     return "database is locked" in str(orig)  # sqlite3 before Python 3.11
+
+
+def _error_code(exc: SQLAlchemyError) -> str | int | None:
+    """The driver's error code: MariaDB's error number, or PostgreSQL's SQLSTATE (None when psycopg could not
+    open a connection)."""
+    orig: Any = getattr(exc, "orig", None)
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int):  # PyMySQL, mysqlclient: (errno, message); PyMySQL also has `sqlstate`
+        return args[0]
+    sqlstate = getattr(orig, "sqlstate", None)
+    return str(sqlstate) if sqlstate else None
+
+
+def timed_out(exc: SQLAlchemyError) -> bool:
+    """Whether the database or the client gave up waiting: for a lock, for a statement, or for a reply."""
+    code, text = _error_code(exc), str(getattr(exc, "orig", exc))
+    if isinstance(code, str):
+        return code in _PG_TIMED_OUT and "timeout" in text
+    if code == 2013:  # the client's read timeout: "Lost connection to MySQL server during query (timed out)"
+        return "timed out" in text
+    if isinstance(exc, OperationalError) and "database is locked" in text:
+        return True
+    return code in _MYSQL_TIMED_OUT
 
 
 class SqlStorage(DataStorage):
@@ -185,7 +255,9 @@ class SqlStorage(DataStorage):
     :param connection_string: an SQLAlchemy URL; ``postgres://`` and ``postgresql://`` use psycopg 3
     :param echo: log every SQL statement through SQLAlchemy's ``echo`` (never the password)
     :param table_name: the table, created on connect when missing; a plain identifier
-    :param connect_timeout: seconds allowed to connect (on SQLite: to wait for a locked database)
+    :param connect_timeout: seconds ``connect()`` may take, waiting for locks included
+    :param socket_timeout: seconds one statement may wait for a lock another session holds, or run (with PyMySQL
+        also: wait for the server's reply); and seconds a call may wait for a free pooled connection
     :param pool_size: connections kept open in the pool
     :param max_overflow: connections opened beyond ``pool_size`` under load, closed when returned
     :param create_database: on PostgreSQL, create the URL's database when it does not exist
@@ -201,6 +273,7 @@ class SqlStorage(DataStorage):
         echo: bool = False,
         table_name: str = DEFAULT_TABLE,
         connect_timeout: float = 5,
+        socket_timeout: float = 30,
         pool_size: int = 5,
         max_overflow: int = 10,
         create_database: bool = True,
@@ -219,8 +292,11 @@ class SqlStorage(DataStorage):
                 f"`table_name` {table_name!r} is not a plain identifier: use letters, digits and underscores, "
                 "starting with a letter or underscore, at most 63 characters (no quotes, spaces or dots)"
             )
-        if isinstance(connect_timeout, bool) or not isinstance(connect_timeout, int | float) or connect_timeout <= 0:
-            raise ValueError(f"`connect_timeout` must be a positive number of seconds, not {connect_timeout!r}")
+        for name, seconds in (("connect_timeout", connect_timeout), ("socket_timeout", socket_timeout)):
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds <= _LONGEST:
+                raise ValueError(
+                    f"`{name}` must be a number of seconds above 0 and at most {_LONGEST}, not {seconds!r}"
+                )
         if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
             raise ValueError(f"`pool_size` must be a whole number of at least 1, not {pool_size!r}")
         if isinstance(max_overflow, bool) or not isinstance(max_overflow, int) or max_overflow < 0:
@@ -233,6 +309,7 @@ class SqlStorage(DataStorage):
         self.echo = echo
         self.table_name = table_name
         self.connect_timeout = float(connect_timeout)
+        self.socket_timeout = float(socket_timeout)
         self.pool_size = pool_size
         self.max_overflow = max_overflow
         self.create_database = create_database
@@ -294,22 +371,23 @@ class SqlStorage(DataStorage):
         with self._lock:
             if self._engine is not None:
                 return
+            deadline = time.monotonic() + self.connect_timeout
             try:
-                self._engine, self._table = self._open()
+                self._engine, self._table = self._open(deadline)
             except SQLAlchemyError as exc:
                 if not self._database_missing(exc):
-                    raise self._error("cannot connect to", exc) from None
+                    raise self._connect_error(exc) from None
                 if not self.create_database:
                     raise StorageError(
                         f"database {self._url.database!r} does not exist on {self.where}; create it, "
                         "or set `create_database: true`"
                     ) from None
                 if not self._create_missing_database():
-                    raise self._error("cannot connect to", exc) from None
+                    raise self._connect_error(exc) from None
                 try:
-                    self._engine, self._table = self._open()
+                    self._engine, self._table = self._open(deadline)
                 except SQLAlchemyError as again:
-                    raise self._error("cannot connect to", again) from None
+                    raise self._connect_error(again) from None
             except ImportError as exc:
                 driver = self._url.get_driver_name()
                 raise StorageError(
@@ -336,40 +414,63 @@ class SqlStorage(DataStorage):
             "json_deserializer": _verbatim,
         }
         if "poolclass" not in extra:  # every supported database gets a QueuePool (in-memory SQLite is refused)
-            options.update(pool_size=self.pool_size, max_overflow=self.max_overflow, pool_timeout=30)
-        return sa.create_engine(url, **options, **extra)
+            options.update(pool_size=self.pool_size, max_overflow=self.max_overflow, pool_timeout=self.socket_timeout)
+        engine = sa.create_engine(url, **options, **extra)
+        sa.event.listen(engine, "connect", self._on_new_connection)
+        return engine
 
     def _connect_args(self, url: URL) -> dict[str, Any]:
+        """Opening a connection is bounded by ``connect_timeout``: PyMySQL's covers only the TCP connection, its
+        read and write timeouts cover the handshake too (they are lengthened once it is done)."""
         driver = url.get_driver_name()
-        if driver in ("psycopg", "psycopg2", "pymysql", "mysqldb"):
-            return {"connect_timeout": max(1, math.ceil(self.connect_timeout))}
-        if driver == "pysqlite":
-            return {"timeout": self.connect_timeout}
+        whole_seconds = max(1, math.ceil(self.connect_timeout))
+        if driver == "pymysql":
+            return {"connect_timeout": whole_seconds, "read_timeout": whole_seconds, "write_timeout": whole_seconds}
+        if driver in ("psycopg", "psycopg2", "mysqldb"):
+            return {"connect_timeout": whole_seconds}
         return {}
 
-    def _open(self) -> tuple[Engine, sa.Table]:
-        """A new engine, checked with one round trip that also creates the table when it is missing."""
+    def _on_new_connection(self, dbapi_connection: Any, _record: Any) -> None:
+        """Every session of the engine bounds its statements by ``socket_timeout``."""
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(_wait_limit(self._url.get_backend_name(), self.socket_timeout))
+        finally:
+            cursor.close()
+        dbapi_connection.commit()  # psycopg runs the SET in a transaction, which a rollback would undo
+        if self._url.get_driver_name() == "pymysql":
+            # PyMySQL reads these at each read and write; only its constructor takes them.
+            dbapi_connection._read_timeout = self.socket_timeout + _CLIENT_MARGIN
+            dbapi_connection._write_timeout = self.socket_timeout + _CLIENT_MARGIN
+
+    def _open(self, deadline: float) -> tuple[Engine, sa.Table]:
+        """A new engine, checked with one round trip that also creates the table when it is missing; its waits for
+        locks other sessions hold end at ``deadline``."""
         engine = self._create_engine(self._url)
         try:
             with engine.begin() as conn:
                 table = _table(self.table_name, conn.dialect)
-                if conn.dialect.name == "postgresql":
+                dialect = conn.dialect.name
+                conn.execute(sa.text(_wait_limit(dialect, max(deadline - time.monotonic(), _LEAST_WAIT))))
+                if dialect == "postgresql":
                     # CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's catalogue when processes race.
                     conn.execute(
                         sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"selinon:{table.name}"}
                     )
                 conn.execute(CreateTable(table, if_not_exists=True))
-            self._check_layout(engine, table)
+                self._check_layout(conn, table)
+                conn.execute(sa.text(_wait_limit(dialect, self.socket_timeout)))
         except BaseException:
             engine.dispose()
             raise
         return engine, table
 
-    def _check_layout(self, engine: Engine, table: sa.Table) -> None:
+    def _check_layout(self, conn: sa.Connection, table: sa.Table) -> None:
         try:
-            with engine.connect() as conn:
-                conn.execute(sa.select(*table.c).where(sa.false()))
+            conn.execute(sa.select(*table.c).where(sa.false()))
         except SQLAlchemyError as exc:
+            if timed_out(exc) or is_transient(exc):
+                raise
             columns = ", ".join(table.c.keys())
             raise StorageError(
                 f"table {self.table_name!r} in {self.where} exists but has not the columns this adapter uses "
@@ -377,11 +478,13 @@ class SqlStorage(DataStorage):
             ) from None
 
     def _database_missing(self, exc: SQLAlchemyError) -> bool:
+        """PostgreSQL turned the connection away because the URL's database does not exist (and not, say, because
+        it refused the password of a user named like the database)."""
         database = self._url.database
         return bool(
             database
             and self._url.get_backend_name() == "postgresql"
-            and f'"{database}"' in str(getattr(exc, "orig", exc))
+            and f'database "{database}" does not exist' in str(getattr(exc, "orig", exc))
         )
 
     def _create_missing_database(self) -> bool:
@@ -466,6 +569,15 @@ class SqlStorage(DataStorage):
                     return int(outcome.lastrowid)
                 return int(outcome.scalar_one())
         except SQLAlchemyError as exc:
+            if _error_code(exc) == _MYSQL_CHECK_FAILED:
+                depth, column = max((_json_depth(values[name] or ""), name) for name in ("node_args", "result"))
+                if depth > MARIADB_JSON_DEPTH:  # the JSON the adapter writes is valid: only its depth fails the check
+                    raise StorageError(
+                        f"store failed in {self.where}: the {column} of task {task_id!r} nests {depth} arrays and "
+                        f"objects deep, and MariaDB's JSON columns take at most {MARIADB_JSON_DEPTH}; nothing was "
+                        "written. Store a flatter value (for example the deepest part as a JSON string), or use "
+                        "PostgreSQL"
+                    ) from None
             raise self._call_error("store failed in", exc) from None
 
     def _read(self, column: str, task_id: str) -> tuple[bool, str | bytes | None]:
@@ -507,8 +619,30 @@ class SqlStorage(DataStorage):
     def _error(self, what: str, exc: BaseException) -> StorageError:
         return StorageError(f"{what} {self.where}: {self._describe(exc)}")
 
+    def _connect_error(self, exc: SQLAlchemyError) -> StorageError:
+        """Why ``connect()`` failed, said first in plain words where the driver's text does not."""
+        text = str(getattr(exc, "orig", exc))
+        reason = ""
+        if timed_out(exc):
+            reason = (
+                f"gave up after `connect_timeout` ({self.connect_timeout:g} s) waiting for a lock that another "
+                f"session holds on table {self.table_name!r} or on creating it; "
+            )
+        elif _error_code(exc) == 1045 or "password authentication failed" in text:
+            reason = (
+                f"the server refused the password of user {self._url.username!r}; "
+                "check the user and password in `connection_string`; "
+            )
+        return StorageError(f"cannot connect to {self.where}: {reason}{self._describe(exc)}")
+
     def _call_error(self, what: str, exc: SQLAlchemyError) -> StorageError:
-        """The error a store, retrieve or delete raises: transient (the pool retries it) for a lost connection."""
+        """The error a store, retrieve or delete raises: transient (the pool retries it) for a lost connection or
+        a lock held too long by another session."""
+        if timed_out(exc):
+            return TransientStorageError(
+                f"{what} {self.where}: gave up after `socket_timeout` ({self.socket_timeout:g} s) waiting for a "
+                f"lock that another session holds, or for the server: {self._describe(exc)}"
+            )
         if is_transient(exc):
             return TransientStorageError(f"{what} {self.where}: {self._describe(exc)}")
         return self._error(what, exc)
