@@ -104,7 +104,7 @@ def selinon_1x_project(directory: Path, key_prefix: str) -> Path:
         "flow-definitions:\n"
         "  - name: greetingFlow\n"
         "    edges:\n"
-        "      - from: []\n        to: Greet\n"
+        "      - from:\n        to: Greet\n"
         "      - from: Greet\n        to: Shout\n"
     )
     (directory / "greeting_tasks.py").write_text(
@@ -126,6 +126,10 @@ def run_project(env: Path, project: Path) -> None:
         cwd=project,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stderr.splitlines() == [
+        "selinon: warning: `import: selinon.storages.redis` is no longer needed: Redis is found by its classname; "
+        "remove the `import:` line"
+    ], done.stderr
     report = json.loads(done.stdout)
     assert report["state"] == "succeeded", report
     shout = next(t for t in report["tasks"] if t["task"] == "Shout")
