@@ -153,6 +153,7 @@ def test_documented_command_upgrades_a_1x_environment(tmp_path: Path, dist: Path
     assert command == 'pip install --upgrade "selinon[celery,redis]"', command
     done = pip(env, dist, command)
     assert "Successfully uninstalled selinon-1.4.0" in done.stdout, done.stdout
+    assert "No broken requirements found" in pip(env, dist, "pip check").stdout
 
     # Nothing of Selinon 1.x is left, and the core is whole.
     site = Path(python(env, "import selinon, os; print(os.path.dirname(selinon.__file__))").stdout.strip())
@@ -167,6 +168,7 @@ def test_documented_command_upgrades_a_1x_environment(tmp_path: Path, dist: Path
         # A user tidying up removes the old name: only the empty `selinon` 2 goes, the environment keeps working.
         done = pip(env, dist, "pip uninstall --yes selinon")
         assert "Successfully uninstalled selinon-2.0.0" in done.stdout, done.stdout
+        assert "No broken requirements found" in pip(env, dist, "pip check").stdout
         assert classnames(env)["Redis"] == "selinon-storage-redis"
         run_project(env, project)
     finally:
