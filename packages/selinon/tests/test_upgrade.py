@@ -22,7 +22,7 @@ pytestmark = pytest.mark.upgrade
 
 UPGRADING = Path(__file__).parents[2] / "selinon-core" / "docs" / "upgrading.md"
 OLD = "selinon[celery,redis]==1.4.0"
-REDIS = os.environ.get("SELINON_TEST_REDIS", "127.0.0.1:6379")
+REDIS_URL = os.environ.get("SELINON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +87,6 @@ def classnames(env: Path) -> dict[str, str]:
 
 def selinon_1x_project(directory: Path, key_prefix: str) -> Path:
     """A project as Selinon 1.x users write it: nodes.yaml with storages and tasks, a flows file, a tasks module."""
-    host, port = REDIS.rsplit(":", 1)
     directory.mkdir()
     (directory / "nodes.yaml").write_text(
         "tasks:\n"
@@ -98,7 +97,7 @@ def selinon_1x_project(directory: Path, key_prefix: str) -> Path:
         "  - name: Results\n"
         "    import: selinon.storages.redis\n"
         "    classname: Redis\n"
-        f"    configuration: {{host: '{host}', port: {port}, db: 0, key_prefix: '{key_prefix}'}}\n"
+        f"    configuration: {{url: '{REDIS_URL}', key_prefix: '{key_prefix}'}}\n"
     )
     (directory / "flows.yaml").write_text(
         "flow-definitions:\n"
@@ -139,10 +138,9 @@ def run_project(env: Path, project: Path) -> None:
 
 
 def forget_keys(env: Path, key_prefix: str) -> None:
-    host, port = REDIS.rsplit(":", 1)
     python(
         env,
-        f"import redis; r = redis.Redis(host={host!r}, port={port}); "
+        f"import redis; r = redis.Redis.from_url({REDIS_URL!r}); "
         f"[r.delete(k) for k in r.scan_iter(match={key_prefix + '*'!r})]",
     )
 
