@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# One stat at import: a module of Selinon 1.x beside the core's means the two are mixed (see selinon.upgrade).
+# One stat at import: dispatcher.py, a module of Selinon 1.x that the core never had, beside the core's modules
+# means the two are mixed (see selinon.upgrade).
 _SELINON_1X_MODULE = _path.join(_path.dirname(__file__), "dispatcher.py")
 if _path.exists(_SELINON_1X_MODULE):
     from selinon.upgrade import warn_mixed_install

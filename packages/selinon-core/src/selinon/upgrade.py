@@ -14,8 +14,6 @@ from __future__ import annotations
 import sys
 import warnings
 
-#: A module of Selinon 1.x that the core never had: its presence means 1.x's files are mixed with the core's.
-MARKER = "dispatcher.py"
 #: Removes 1.x (with the files it shares with the core), then writes the core's files back, dependencies untouched.
 REPAIR = "pip uninstall --yes selinon && pip install --force-reinstall --no-deps selinon-core"
 RESTORE = "pip install --force-reinstall --no-deps selinon-core"
