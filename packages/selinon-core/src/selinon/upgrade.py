@@ -2,7 +2,7 @@
 
 Selinon 1.x (distribution `selinon`) and `selinon-core` both install the import package `selinon`. pip neither
 stops nor warns when one is installed over the other: `pip install selinon-core` writes over 1.x's files and
-leaves 1.x's other modules in place (`selinon/caches/` and `selinon/executor/` then shadow the core's modules of
+leaves 1.x's other modules in place (its packages such as `selinon/caches/` then shadow the core's modules of
 those names), and `pip uninstall selinon` afterwards deletes the files the two distributions share. The core
 therefore says it itself: at import when a 1.x module lies beside its own (one `stat`, done by ``selinon``'s
 ``__init__``), and from the `selinon` command when the core's own files are gone. docs/upgrading.md has the
