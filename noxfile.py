@@ -16,7 +16,9 @@ ADAPTERS = [
     "packages/selinon-storage-mongodb",
     "packages/selinon-storage-s3",
 ]
-PACKAGES = [CORE, *ADAPTERS]
+# The upgrade path from Selinon 1.x: `selinon` 2.x, a distribution without code (docs/upgrading.md).
+UPGRADE = "packages/selinon"
+PACKAGES = [CORE, *ADAPTERS, UPGRADE]
 # The core's own tests: without the suites that need every adapter (e2e, celery) or built wheels.
 CORE_ONLY = ["-m", "not wheels", "--ignore", f"{CORE}/tests/e2e", "--ignore", f"{CORE}/tests/celery"]
 
@@ -26,7 +28,7 @@ for _found in sorted(Path.home().glob(f".pyenv/versions/{MIN_PYTHON}.*/bin"))[-1
     os.environ["PATH"] = f"{os.environ['PATH']}{os.pathsep}{_found}"
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "types", "tests", f"tests-core-{MIN_PYTHON}", "e2e", "celery", "wheels"]
+nox.options.sessions = ["lint", "types", "tests", f"tests-core-{MIN_PYTHON}", "e2e", "celery", "wheels", "upgrade"]
 nox.options.reuse_venv = "yes"
 
 
@@ -36,7 +38,8 @@ def _test_requirements(package: str) -> list[str]:
 
 
 @nox.session
-@nox.parametrize("package", [nox.param(p, id=Path(p).name) for p in PACKAGES])
+# The upgrade distribution has no code: its tests need built wheels and Selinon 1.x, and run in `upgrade`.
+@nox.parametrize("package", [nox.param(p, id=Path(p).name) for p in [CORE, *ADAPTERS]])
 def tests(session: nox.Session, package: str) -> None:
     """One package's tests, with core and the package installed from this checkout."""
     if not (ROOT / package / "pyproject.toml").exists():
@@ -84,6 +87,14 @@ def wheels(session: nox.Session) -> None:
     session.run(
         "pytest", f"{CORE}/tests/test_wheels.py", "-m", "wheels", *session.posargs, env={"SELINON_WHEELS": str(dist)}
     )
+
+
+@nox.session
+def upgrade(session: nox.Session) -> None:
+    """From `selinon[celery,redis]==1.4.0` (PyPI) to freshly built wheels, with docs/upgrading.md's command."""
+    dist = _build(session)
+    session.install(*_test_requirements(UPGRADE))
+    session.run("pytest", f"{UPGRADE}/tests", "-m", "upgrade", *session.posargs, env={"SELINON_WHEELS": str(dist)})
 
 
 @nox.session(python=MIN_PYTHON, name=f"tests-core-{MIN_PYTHON}")

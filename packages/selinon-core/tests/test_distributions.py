@@ -21,6 +21,9 @@ import selinon
 PACKAGES = Path(__file__).parents[2]
 CORE = "selinon-core"
 ADAPTERS = sorted(p.name for p in PACKAGES.iterdir() if p.name.startswith("selinon-storage-"))
+UPGRADE = "selinon"  # the upgrade path from Selinon 1.x
+# Every extra of Selinon 1.4 (its METADATA's Provides-Extra), which 1.x users keep typing.
+SELINON_1X_EXTRAS = {"celery", "mongodb", "postgresql", "redis", "s3", "sentry"}
 
 
 def project(name: str) -> dict[str, Any]:
@@ -47,7 +50,7 @@ def test_four_adapters_exist() -> None:
     ]
 
 
-@pytest.mark.parametrize("name", [CORE, *ADAPTERS])
+@pytest.mark.parametrize("name", [CORE, *ADAPTERS, UPGRADE])
 def test_version_matches_changelog(name: str) -> None:
     version = project(name)["version"]
     versions = changelog_versions(name)
@@ -68,15 +71,17 @@ def test_adapter_core_range(name: str) -> None:
     assert str(specifier), f"{name}: declare a range for {CORE}, such as >=0.1,<1"
     assert specifier.contains(core, prereleases=True), f"{name} requires {CORE}{specifier}, which excludes {core}"
     assert any(s.operator in ("<", "<=", "~=", "==") for s in specifier), f"{name}: bound the {CORE} range above"
-    # The CHANGELOG entry of the current version states the core range, so raising it is always recorded.
+    assert stated_core_range(name) == specifier, f"{name}: CHANGELOG says selinon-core{stated_core_range(name)}"
+
+
+def stated_core_range(name: str) -> Any:
+    """The core range the CHANGELOG entry of the current version states, so that raising it is always recorded."""
     version = project(name)["version"]
     entries = (PACKAGES / name / "CHANGELOG.md").read_text().split("\n## ")
     current = next((e for e in entries if e.split("\n", 1)[0].strip(" []") == version), "")
     stated = re.search(r"Requires selinon-core\s*([^\s`]+?)[.,;]?(?:\s|$)", current)
     assert stated, f"{name}: the CHANGELOG entry of {version} must say 'Requires selinon-core <range>'"
-    assert Requirement(f"{CORE}{stated.group(1)}").specifier == specifier, (
-        f"{name}: CHANGELOG says selinon-core{stated.group(1)}, pyproject says {specifier}"
-    )
+    return Requirement(f"{CORE}{stated.group(1)}").specifier
 
 
 @pytest.mark.parametrize("name", ADAPTERS)
@@ -87,10 +92,34 @@ def test_core_extra_admits_the_adapter(name: str) -> None:
     assert requirement.specifier.contains(project(name)["version"], prereleases=True)
 
 
-@pytest.mark.parametrize("name", [CORE, *ADAPTERS])
+@pytest.mark.parametrize("name", [CORE, *ADAPTERS, UPGRADE])
 def test_metadata_is_complete(name: str) -> None:
     meta = project(name)
     for key in ("description", "readme", "requires-python", "license", "classifiers", "urls", "authors"):
         assert meta.get(key), f"{name}: pyproject.toml lacks project.{key}"
     assert meta["requires-python"] == ">=3.10"
     assert (PACKAGES / name / "README.md").stat().st_size > 500, f"{name}: write a README"
+
+
+def test_upgrade_distribution_is_a_new_major_version_without_dependencies() -> None:
+    meta = project(UPGRADE)
+    assert Version(meta["version"]).major >= 2, "a Selinon 1.x user must see a new major version"
+    # pip installs a distribution without dependencies first: upgrading it removes Selinon 1.x before the core's
+    # files are written. With selinon-core as a dependency, 1.x's removal would delete the core's files.
+    assert meta.get("dependencies", []) == []
+
+
+def test_upgrade_distribution_keeps_the_1x_extras() -> None:
+    extras = {name: [Requirement(r) for r in reqs] for name, reqs in project(UPGRADE)["optional-dependencies"].items()}
+    assert set(extras) == SELINON_1X_EXTRAS
+    ours = {CORE: project(CORE)["version"], **{a: project(a)["version"] for a in ADAPTERS}}
+    for extra, requirements in extras.items():
+        brought = {r.name for r in requirements} & set(ours)
+        assert brought, f"{UPGRADE}[{extra}] must bring selinon-core, or an adapter (which depends on it)"
+        for requirement in requirements:
+            if requirement.name in ours:
+                assert requirement.specifier.contains(ours[requirement.name], prereleases=True), requirement
+            if requirement.name == CORE:
+                assert requirement.specifier == stated_core_range(UPGRADE), f"{UPGRADE}[{extra}]: {requirement}"
+    for extra in ("postgresql", "redis", "mongodb", "s3"):
+        assert f"selinon-storage-{extra}" in {r.name for r in extras[extra]}

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,14 @@ def classnames(env: Path) -> dict[str, str]:
 
 def test_wheels_were_built(dist: Path) -> None:
     names = {p.name.split("-")[0] for p in dist.glob("*.whl")}
-    assert names == {"selinon_core"} | {d.replace("-", "_") for d in ADAPTERS}
+    assert names == {"selinon", "selinon_core"} | {d.replace("-", "_") for d in ADAPTERS}
+
+
+def test_upgrade_wheel_holds_metadata_only(dist: Path) -> None:
+    # The `selinon` 2.x distribution owns no file of the `selinon` package: uninstalling it never deletes the core's.
+    (wheel,) = dist.glob("selinon-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        assert {name.split("/")[0] for name in archive.namelist()} == {wheel.name.split("-py3")[0] + ".dist-info"}
 
 
 def test_core_alone(tmp_path: Path, dist: Path) -> None:

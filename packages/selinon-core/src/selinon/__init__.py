@@ -6,6 +6,7 @@ need none of them do not pay for YAML and pluggy at start-up.
 
 from __future__ import annotations
 
+from os import path as _path
 from typing import TYPE_CHECKING, Any
 
 from selinon.errors import (
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
     from selinon.task import SelinonTask
 
 __version__ = "0.1.0"
+
+# One stat at import: dispatcher.py, a module of Selinon 1.x that the core never had, beside the core's modules
+# means the two are mixed (see selinon.upgrade).
+_SELINON_1X_MODULE = _path.join(_path.dirname(__file__), "dispatcher.py")
+if _path.exists(_SELINON_1X_MODULE):
+    from selinon.upgrade import warn_mixed_install
+
+    warn_mixed_install(_SELINON_1X_MODULE)
 
 _LAZY = {"StoragePool": "selinon.pool", "hookimpl": "selinon.hookspecs", "SelinonTask": "selinon.task"}
 
