@@ -41,6 +41,8 @@ _UNMARKED = frozenset(
     frozenset({"flow_name", "task_name", "node_args", value}) for value in ("result", "result_base64", "error")
 )
 _NOT_JSON = object()
+#: The key under which ``_get`` hands over the bytes of a Selinon 1.x object: no JSON object can hold it.
+_RAW = object()
 _TOKEN_HEADER = re.compile(r"(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}&]+", re.I)
 
 
@@ -429,8 +431,8 @@ class S3Storage(DataStorage):
             return record["result"]
         if "result_base64" in record:
             return base64.b64decode(record["result_base64"])
-        if "result_bytes" in record:  # an object of Selinon 1.x's, kept as the result's bytes
-            return record["result_bytes"]
+        if _RAW in record:  # an object of Selinon 1.x's, kept as the result's bytes
+            return record[_RAW]
         raise SelinonMissingDataException(f"task {task_id!r} failed; it has no result")
 
     def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, str]:
@@ -483,9 +485,9 @@ class S3Storage(DataStorage):
         self._call("put_object", task_id, Key=key, Body=body, **extra)
         return key
 
-    def _get(self, task_name: str, task_id: str) -> dict[str, Any]:
+    def _get(self, task_name: str, task_id: str) -> dict[Any, Any]:
         """The record of ``task_id``: this adapter's, or with ``layout: selinon1`` an unmarked object of Selinon
-        1.x's as ``{"result": ...}``; ForeignRecord for anything else."""
+        1.x's as ``{"result": value}`` (``{_RAW: bytes}`` without ``serialize_json``); ForeignRecord otherwise."""
         key = self._key(task_id)
         body = self._call("get_object", task_id, Key=key)["Body"].read()
         where = f"s3://{self.bucket}/{key}"
@@ -498,7 +500,7 @@ class S3Storage(DataStorage):
             return record
         if self.layout == records.SELINON1:
             if not self.serialize_json:
-                return {"result_bytes": body}
+                return {_RAW: body}
             if record is _NOT_JSON:
                 raise records.ForeignRecord(
                     f"{where} is not JSON, as an object Selinon 1.x wrote with `serialize_json: true` is"
