@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -36,17 +35,9 @@ def tid() -> str:
 
 
 @pytest.fixture
-def database_url(postgresql_url: str) -> Iterator[str]:
+def database_url(postgresql_url: str, fresh_database: str) -> str:
     """A database of its own, since Selinon 1.x's table is always named `result`; dropped afterwards."""
-    name = f"selinon1_test_{uuid.uuid4().hex[:12]}"
-    url = make_url(postgresql_url).set(database=name).render_as_string(hide_password=False)
-    yield url
-    engine = engine_for(postgresql_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
+    return make_url(postgresql_url).set(database=fresh_database).render_as_string(hide_password=False)
 
 
 def selinon1(url: str, action: str, task_id: str, result: Any = None) -> Any:

@@ -112,6 +112,18 @@ def _decode(document: dict[str, Any], field: str) -> tuple[bool, Any]:
     return False, None
 
 
+def _document(node_args: Any, flow_name: str, task_name: str, value: dict[str, Any]) -> dict[str, Any]:
+    """A native document but for its ``task_id``: the format marker first, ``value`` the encoded result or error."""
+    return {
+        records.MARKER: records.VERSION,
+        "flow_name": flow_name,
+        "task_name": task_name,
+        **_encode("node_args", node_args),
+        **value,
+        "stored_at": datetime.datetime.now(datetime.timezone.utc),
+    }
+
+
 def _check_task_id(task_id: Any) -> str:
     # A dict here would be read by MongoDB as a query operator ({"$ne": null} matches every record).
     if not isinstance(task_id, str):
@@ -386,29 +398,14 @@ class MongoDB(DataStorage):
                     )
             document = {"flow_name": flow_name, "node_args": node_args, "task_name": task_name, "result": result}
             return self._replace(task_id, document)
-        document = {
-            records.MARKER: records.VERSION,
-            "flow_name": flow_name,
-            "task_name": task_name,
-            **_encode("node_args", node_args),
-            **_encode("result", result),
-            "stored_at": datetime.datetime.now(datetime.timezone.utc),
-        }
-        return self._replace(task_id, document)
+        return self._replace(task_id, _document(node_args, flow_name, task_name, _encode("result", result)))
 
     def store_error(self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> str:
         if self.layout == records.SELINON1:
             # Selinon 1.x kept no errors, and its readers would take any document of the task for a result.
             raise NotImplementedError("with `layout: selinon1` errors are not stored, as in Selinon 1.x")
-        document = {
-            records.MARKER: records.VERSION,
-            "flow_name": flow_name,
-            "task_name": task_name,
-            **_encode("node_args", node_args),
-            **_encode("error", describe_error(exc_info)),
-            "stored_at": datetime.datetime.now(datetime.timezone.utc),
-        }
-        return self._replace(task_id, document)
+        error = _encode("error", describe_error(exc_info))
+        return self._replace(task_id, _document(node_args, flow_name, task_name, error))
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
         document = self._find(task_name, task_id)

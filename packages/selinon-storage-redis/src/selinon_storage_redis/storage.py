@@ -106,14 +106,15 @@ class Redis(DataStorage):
             self.layout = records.check_layout(layout)
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from None
-        self.key_prefix = _optional(key_prefix, str, "key_prefix")
-        if self.layout == records.SELINON1 and self.key_prefix:
+        prefix: str | None = _optional(key_prefix, str, "key_prefix")
+        if self.layout == records.SELINON1 and prefix:
             raise ConfigurationError(
                 "`layout: selinon1` keeps records where Selinon 1.x's readers look for them, at the bare task id: "
                 "remove `key_prefix`"
             )
-        if self.key_prefix is None:
-            self.key_prefix = "" if self.layout == records.SELINON1 else "selinon:"
+        if prefix is None:
+            prefix = "" if self.layout == records.SELINON1 else "selinon:"
+        self.key_prefix: str = prefix
         self.charset = "utf-8"
         self.ttl = _optional(ttl, int, "ttl")
         self.connect_timeout = float(_optional(connect_timeout, (int, float), "connect_timeout") or 0)
