@@ -13,13 +13,13 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
+_POSTGRESQL = ("selinon_storage_postgresql", "selinon-storage-postgresql")
+
 #: Selinon 1.x's module path -> (the adapter's import package, its distribution, the names 1.x exported).
 MODULES: dict[str, tuple[str, str, tuple[str, ...]]] = {
-    "selinon.storages.postgresql": (
-        "selinon_storage_postgresql",
-        "selinon-storage-postgresql",
-        ("PostgreSQL", "Result"),
-    ),
+    "selinon.storages.postgresql": (*_POSTGRESQL, ("PostgreSQL", "Result")),
+    "selinon.storages.postgresql.adapter": (*_POSTGRESQL, ("PostgreSQL",)),
+    "selinon.storages.postgresql.models": (*_POSTGRESQL, ("Result",)),
     "selinon.storages.redis": ("selinon_storage_redis", "selinon-storage-redis", ("Redis",)),
     "selinon.storages.mongodb": ("selinon_storage_mongodb", "selinon-storage-mongodb", ("MongoDB",)),
     "selinon.storages.s3": ("selinon_storage_s3", "selinon-storage-s3", ("S3",)),
