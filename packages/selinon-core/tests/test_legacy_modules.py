@@ -6,12 +6,13 @@ import importlib
 import subprocess
 import sys
 import warnings
+from typing import Any
 
 import pytest
 from conftest import MakeDistribution, adapter_source
 
 from selinon import registry
-from selinon.errors import PluginError
+from selinon.errors import PluginError, StorageError
 from selinon.storages.legacy import MODULES, AdapterNotInstalled
 
 # Selinon 1.4's wheel has these adapter modules under selinon/storages/ (memory and filesystem are the core's own).
@@ -94,3 +95,75 @@ def test_legacy_import_line_without_the_adapter(module: str, expected: tuple[str
     classname, distribution = expected
     with pytest.raises(PluginError, match=f"pip install {distribution}"):
         registry.resolve(classname, module)
+
+
+# A project's own storage as written for Selinon 1.x (thoth-station's pattern): a DataStorage subclass that skips
+# DataStorage.__init__, formats its options from the environment itself, keeps each result as a document under a
+# key of its own in an object store (here a stand-in for that unrelated service), and refuses the plain retrieve.
+PROJECT_STORAGE = """
+import os
+
+from selinon import DataStorage
+
+OBJECT_STORE = {}  # stands in for the project's object store (Ceph)
+
+
+class DocumentStore(DataStorage):
+    def __init__(self, bucket, prefix):
+        self.store_ = None
+        self.bucket = bucket
+        self.prefix = prefix
+
+    def connect(self):
+        self.store_ = OBJECT_STORE.setdefault(self.bucket.format(**os.environ), {})
+
+    def is_connected(self):
+        return self.store_ is not None
+
+    def disconnect(self):
+        self.store_ = None
+
+    def retrieve(self, flow_name, task_name, task_id):
+        raise NotImplementedError
+
+    def retrieve_document(self, name):
+        return self.store_[os.path.join(self.prefix, name)]
+
+    def store(self, node_args, flow_name, task_name, task_id, result):
+        key = os.path.join(self.prefix, node_args["package_name"])
+        self.store_[key] = {"result": result, "@meta": {"task_id": task_id}}
+        return key
+"""
+
+
+def test_datastorage_subclass_written_for_selinon_1(
+    make_distribution: MakeDistribution, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from selinon import StoragePool
+
+    make_distribution("project-worker", modules={"project_storages": PROJECT_STORAGE})
+    monkeypatch.setenv("DEPLOYMENT_PREFIX", "stage")
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(
+        "storages:\n"
+        "  - name: ReadmeStore\n"
+        "    classname: DocumentStore\n"
+        "    import: project_storages\n"
+        "    configuration: {bucket: '{DEPLOYMENT_PREFIX}-thoth', prefix: readme}\n"
+        "tasks:\n"
+        "  - name: ReadmeTask\n"
+        "    import: project_tasks\n"
+        "    storage: ReadmeStore\n"
+    )
+    StoragePool.configure(nodes)
+    try:
+        key = StoragePool.set({"package_name": "selinon"}, "flow", "ReadmeTask", "t-1", {"readme": "# Selinon"})
+        assert key == "readme/selinon"
+        storage = StoragePool.get_connected_storage("ReadmeStore")
+        assert storage.retrieve_document("selinon") == {"result": {"readme": "# Selinon"}, "@meta": {"task_id": "t-1"}}
+        assert storage.bucket == "stage-thoth"
+        with pytest.raises(StorageError, match="retrieve failed: NotImplementedError") as caught:
+            StoragePool.retrieve("flow", "ReadmeTask", "t-1")
+        assert isinstance(caught.value.__cause__, NotImplementedError)
+    finally:
+        StoragePool.disconnect_all()
