@@ -381,6 +381,10 @@ class SqlStorage(DataStorage):
                 self._orm_engine = self._create_engine(self._url, json_serializer=None, json_deserializer=None)
             return self._orm_engine
 
+    @engine.setter
+    def engine(self, engine: Engine | None) -> None:
+        self._orm_engine = engine  # a subclass's own engine, as 1.x subclasses could set; disposed on disconnect
+
     @property
     def session(self) -> Any:
         """Selinon 1.x's ORM session on :attr:`engine`, for subclasses written for 1.x; None when not connected.
