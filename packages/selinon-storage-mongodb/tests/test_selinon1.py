@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from conftest import MakeStorage, Server
 from pymongo import MongoClient
-from selinon_storage_mongodb import MongoDB
 
 from selinon import SelinonMissingDataException
 from selinon.jsonpolicy import NotJSONError
 from selinon.records import ForeignRecord
+from selinon.storages.mongodb import MongoDB  # as a project written for Selinon 1.x imports it
 from selinon.testing.selinon1 import run_selinon1
 
 FLOW, TASK = "flow1x", "Hello"

@@ -10,11 +10,11 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 from conftest import MakeRedis
-from selinon_storage_redis import Redis
 
 from selinon import SelinonMissingDataException
 from selinon.errors import ConfigurationError
 from selinon.records import ForeignRecord
+from selinon.storages.redis import Redis  # as a project written for Selinon 1.x imports it
 from selinon.testing.selinon1 import run_selinon1
 
 FLOW, TASK = "flow1x", "Hello"
