@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -21,6 +22,12 @@ UPGRADE = "packages/selinon"
 PACKAGES = [CORE, *ADAPTERS, UPGRADE]
 # The core's own tests: without the suites that need every adapter (e2e, celery) or built wheels.
 CORE_ONLY = ["-m", "not wheels", "--ignore", f"{CORE}/tests/e2e", "--ignore", f"{CORE}/tests/celery"]
+# An adapter's tests, without those that run Selinon 1.4 beside it (the `compat` session runs them).
+ADAPTER_ONLY = ["-m", "not selinon1"]
+# Selinon 1.4 and the drivers it ran on, for the `compat` session.
+SELINON1 = [
+    "selinon[celery]==1.4.0", "redis<5", "sqlalchemy<2", "sqlalchemy-utils", "psycopg2-binary", "pymongo<5", "boto3<2",
+]  # fmt: skip
 
 MIN_PYTHON = "3.10"
 # pyenv keeps interpreters out of PATH unless selected; make the oldest supported one findable.
@@ -28,7 +35,9 @@ for _found in sorted(Path.home().glob(f".pyenv/versions/{MIN_PYTHON}.*/bin"))[-1
     os.environ["PATH"] = f"{os.environ['PATH']}{os.pathsep}{_found}"
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "types", "tests", f"tests-core-{MIN_PYTHON}", "e2e", "celery", "wheels", "upgrade"]
+nox.options.sessions = [
+    "lint", "types", "tests", f"tests-core-{MIN_PYTHON}", "e2e", "celery", "wheels", "upgrade", "compat",
+]  # fmt: skip
 nox.options.reuse_venv = "yes"
 
 
@@ -48,7 +57,7 @@ def tests(session: nox.Session, package: str) -> None:
     # Tests put this secret into configurations; the whole report (every test's output and log records, passed
     # ones included) is then searched for it.
     secret = f"planted-{uuid.uuid4().hex}"
-    only = CORE_ONLY if package == CORE else []
+    only = CORE_ONLY if package == CORE else ADAPTER_ONLY
     output = session.run(
         "pytest", f"{package}/tests", *only, "-rA", "--log-level=DEBUG", *session.posargs,
         env={"SELINON_PLANTED_SECRET": secret}, silent=True,
@@ -121,6 +130,25 @@ def celery(session: nox.Session) -> None:
         *_test_requirements(CORE),
     )  # fmt: skip
     session.run("pytest", f"{CORE}/tests/celery", "-m", "celery", *session.posargs)
+
+
+@nox.session
+def compat(session: nox.Session) -> None:
+    """Selinon 1.4 itself, in a virtual environment of its own, writes records that every adapter reads here, and
+    reads those the adapters write with `layout: selinon1`."""
+    selinon1 = Path(session.virtualenv.location).parent / "compat-selinon1"
+    python = selinon1 / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    session.install("uv")
+    if not python.exists():
+        session.run("uv", "venv", "--quiet", "--python", sys.executable, str(selinon1))
+    session.run("uv", "pip", "install", "--quiet", "--python", str(python), *SELINON1)
+    session.install("-e", CORE, *[arg for a in ADAPTERS for arg in ("-e", a)])
+    for adapter in ADAPTERS:
+        session.install(*_test_requirements(adapter))
+    for adapter in ADAPTERS:  # one run each: every adapter's tests start their own servers
+        session.run(
+            "pytest", f"{adapter}/tests", "-m", "selinon1", "-q", *session.posargs, env={"SELINON1_PYTHON": str(python)}
+        )
 
 
 @nox.session

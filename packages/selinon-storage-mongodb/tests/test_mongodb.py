@@ -330,6 +330,7 @@ def test_record_layout(storage: MongoDB, client: Client, server: Server, collect
     assert document.pop("stored_at") is not None
     assert document == {
         "task_id": key,
+        "selinon_record": 1,
         "flow_name": FLOW,
         "task_name": TASK,
         "node_args": {"url": "https://x"},

@@ -72,6 +72,20 @@ def postgresql_url() -> str:
     return POSTGRESQL_URL
 
 
+@pytest.fixture
+def fresh_database(postgresql_url: str) -> Iterator[str]:
+    """A database name that does not exist yet; dropped (with whatever was created in it) afterwards."""
+    name = f"selinon_test_{uuid.uuid4().hex[:10]}"
+    yield name
+    StoragePool.disconnect_all()
+    engine = engine_for(postgresql_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def mysql_url() -> str:
     url = make_url(MYSQL_URL)

@@ -10,7 +10,6 @@ import sys
 import textwrap
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,20 +51,6 @@ def legacy_yaml(server_url: str, database: str, password: str = "postgres", with
 
 def run_selinon(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "selinon", *args], capture_output=True, text=True, timeout=120)
-
-
-@pytest.fixture
-def fresh_database(postgresql_url: str) -> Iterator[str]:
-    """A database name that does not exist yet; dropped (with whatever was created in it) afterwards."""
-    name = f"selinon_yaml_{uuid.uuid4().hex[:10]}"
-    yield name
-    StoragePool.disconnect_all()
-    engine = engine_for(postgresql_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
 
 
 def use_through_pool(path: Path) -> None:

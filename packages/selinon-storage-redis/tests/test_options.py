@@ -121,7 +121,7 @@ def test_repr_names_the_endpoint_never_the_url_or_password() -> None:
         Redis(host="cache.example", port=6380, password=SECRET),
         Redis(url=f"rediss://:{SECRET}@cache.example:6380"),
     ):
-        assert repr(adapter) == "<Redis cache.example:6380 key_prefix='selinon:' connected=False>"
+        assert repr(adapter) == "<Redis cache.example:6380 key_prefix='selinon:' layout=native connected=False>"
         assert SECRET not in str(adapter)
 
 

@@ -84,6 +84,7 @@ def test_record_layout(make_redis: MakeRedis, driver: redis.Redis, key_prefix: s
     assert raw is not None
     assert raw.decode("utf-8").count("žluťoučký") == 1  # UTF-8 as it is, not \u escapes
     assert json.loads(raw) == {
+        "selinon_record": 1,
         "flow_name": FLOW,
         "task_name": TASK,
         "node_args": {"arg": [1, 2]},
@@ -93,7 +94,7 @@ def test_record_layout(make_redis: MakeRedis, driver: redis.Redis, key_prefix: s
 
     assert adapter.store_error(None, FLOW, TASK, task_id, failure()) == record_id
     record = json.loads(driver.get(record_id) or b"")
-    assert set(record) == {"flow_name", "task_name", "node_args", "error"}
+    assert set(record) == {"selinon_record", "flow_name", "task_name", "node_args", "error"}
     assert record["error"]["type"] == "builtins.RuntimeError"
     assert record["error"]["message"] == "it broke"
 
@@ -166,9 +167,10 @@ def test_ttl_expires_records(make_redis: MakeRedis) -> None:
 
 
 def test_errors_option_reads_foreign_bytes(make_redis: MakeRedis, driver: redis.Redis, key_prefix: str) -> None:
-    """A value another program wrote in Latin-1: `strict` (the default) refuses it, `replace` reads it."""
+    """A record written in Latin-1: `strict` (the default) refuses it, `replace` reads it."""
     task_id = tid()
-    driver.set(key_prefix + task_id, b'{"result": "caf\xe9"}')
+    record = f'{{"selinon_record": 1, "flow_name": "{FLOW}", "task_name": "{TASK}", "node_args": null, '
+    driver.set(key_prefix + task_id, record.encode() + b'"result": "caf\xe9"}')
     strict, lenient = make_redis(), make_redis(errors="replace")
     strict.connect()
     lenient.connect()

@@ -105,7 +105,8 @@ def test_plugins_show_marks_secrets() -> None:
     options = {o["name"]: o for o in json.loads(done.stdout)["options"]}
     assert options["password"]["secret"] and options["url"]["secret"]
     assert not options["host"]["secret"]
-    assert options["key_prefix"]["default"] == "selinon:"
+    assert options["key_prefix"]["default"] is None  # "selinon:", or "" with `layout: selinon1`
+    assert options["layout"]["default"] == "native"
 
 
 def test_secret_never_shown_by_the_pool_or_the_command_line(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

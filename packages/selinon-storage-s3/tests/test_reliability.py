@@ -96,7 +96,7 @@ def check_through_driver(s3: Endpoint, bucket: str, outcome: Outcome, records: i
     def wrong(key: str) -> bool:
         record = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
         task_id = expected[key]
-        return bool(record != {"flow_name": FLOW, "task_name": TASK, "node_args": {"n": int(task_id.rsplit("-")[-1])},
+        return bool(record != {"selinon_record": 1, "flow_name": FLOW, "task_name": TASK, "node_args": {"n": int(task_id.rsplit("-")[-1])},
                                "result": result_for(task_id)})  # fmt: skip
 
     with ThreadPoolExecutor(THREADS) as executor:

@@ -224,6 +224,7 @@ def test_record_layout(s3: Endpoint, storage: S3Storage) -> None:
     obj = s3.client().get_object(Bucket=storage.bucket, Key=record_id)
     assert obj["ContentType"].startswith("application/json")
     assert json.loads(obj["Body"].read()) == {
+        "selinon_record": 1,
         "flow_name": FLOW,
         "task_name": TASK,
         "node_args": {"url": "https://example.com"},

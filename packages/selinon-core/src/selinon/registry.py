@@ -207,31 +207,39 @@ _warned: set[str] = set()
 
 def resolve(classname: str, import_path: str | None = None) -> type[DataStorage]:
     """The class for a YAML storage entry: an explicit ``import:`` wins, else the registry decides."""
-    if import_path:
-        try:
-            module = importlib.import_module(import_path)
-        except ModuleNotFoundError as exc:
-            if not (import_path.startswith("selinon.storages.") and exc.name == import_path):
-                raise PluginError(
-                    f"cannot import {import_path!r}: {exc}; check `import:` or install its package"
-                ) from exc
-            # A Selinon 1.x configuration naming an adapter that now lives in its own distribution.
-            cls = find(classname).load()
-            if import_path not in _warned:
-                _warned.add(import_path)
-                warnings.warn(
-                    f"`import: {import_path}` is no longer needed: {classname} is found by its classname; "
-                    "remove the `import:` line",
-                    LegacyImportWarning,
-                    stacklevel=2,
-                )
-            return cls
-        except Exception as exc:
-            raise PluginError(f"cannot import {import_path!r}: {type(exc).__name__}: {exc}") from exc
-        found = getattr(module, classname, None)
-        if found is None:
-            raise PluginError(f"module {import_path!r} has no class {classname!r}; check `classname:`")
-        if not (isinstance(found, type) and issubclass(found, DataStorage)):
-            raise PluginError(f"{import_path}.{classname} is not a selinon.DataStorage subclass")
-        return found
-    return find(classname).load()
+    if not import_path:
+        return find(classname).load()
+    from selinon.storages.legacy import MODULES
+
+    if import_path in MODULES:
+        return _legacy(classname, import_path)
+    try:
+        module = importlib.import_module(import_path)
+    except ModuleNotFoundError as exc:
+        if not (import_path.startswith("selinon.storages.") and exc.name == import_path):
+            raise PluginError(f"cannot import {import_path!r}: {exc}; check `import:` or install its package") from exc
+        return _legacy(classname, import_path)
+    except Exception as exc:
+        raise PluginError(f"cannot import {import_path!r}: {type(exc).__name__}: {exc}") from exc
+    found = getattr(module, classname, None)
+    if found is None:
+        raise PluginError(f"module {import_path!r} has no class {classname!r}; check `classname:`")
+    if not (isinstance(found, type) and issubclass(found, DataStorage)):
+        raise PluginError(f"{import_path}.{classname} is not a selinon.DataStorage subclass")
+    return found
+
+
+def _legacy(classname: str, import_path: str) -> type[DataStorage]:
+    """A Selinon 1.x configuration naming an adapter module of 1.x's (now the adapter's own distribution): the
+    classname is looked up like any other (an error names the ``pip install``), and a one-time warning says that
+    the ``import:`` line can go."""
+    cls = find(classname).load()
+    if import_path not in _warned:
+        _warned.add(import_path)
+        warnings.warn(
+            f"`import: {import_path}` is no longer needed: {classname} is found by its classname; "
+            "remove the `import:` line",
+            LegacyImportWarning,
+            stacklevel=3,
+        )
+    return cls

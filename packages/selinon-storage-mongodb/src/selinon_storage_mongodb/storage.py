@@ -13,7 +13,7 @@ from pymongo import ASCENDING, MongoClient, uri_parser
 from pymongo.collection import Collection
 from pymongo.errors import AutoReconnect, DocumentTooLarge, DuplicateKeyError, OperationFailure, PyMongoError
 
-from selinon import jsonpolicy
+from selinon import jsonpolicy, records
 from selinon.errors import SelinonMissingDataException, StorageError
 from selinon.secrets import scrub
 from selinon.storage import DataStorage, ExcInfo, describe_error
@@ -30,7 +30,12 @@ _INDEX_CONFLICTS = (85, 86)  # IndexOptionsConflict, IndexKeySpecsConflict
 #: BSONObjectTooLarge, and "resulting document after update is larger than ..." (older servers)
 _TOO_LARGE = (10334, 17419, 17420)
 _HOSTNAME = re.compile(r"[A-Za-z0-9.\-]+\Z")
-_VALUE_FIELDS = ("result", "result_json", "error", "error_json")
+#: The fields of this adapter's documents written before they carried the format marker (version 0.1.0).
+_UNMARKED = frozenset(
+    frozenset({"task_id", "flow_name", "task_name", args, value, "stored_at"})
+    for args in ("node_args", "node_args_json")
+    for value in ("result", "result_json", "error", "error_json")
+)
 
 
 _CONTAINERS_OR_INT64 = (dict, list, Int64)
@@ -107,6 +112,18 @@ def _decode(document: dict[str, Any], field: str) -> tuple[bool, Any]:
     return False, None
 
 
+def _document(node_args: Any, flow_name: str, task_name: str, value: dict[str, Any]) -> dict[str, Any]:
+    """A native document but for its ``task_id``: the format marker first, ``value`` the encoded result or error."""
+    return {
+        records.MARKER: records.VERSION,
+        "flow_name": flow_name,
+        "task_name": task_name,
+        **_encode("node_args", node_args),
+        **value,
+        "stored_at": datetime.datetime.now(datetime.timezone.utc),
+    }
+
+
 def _check_task_id(task_id: Any) -> str:
     # A dict here would be read by MongoDB as a query operator ({"$ne": null} matches every record).
     if not isinstance(task_id, str):
@@ -153,6 +170,12 @@ class MongoDB(DataStorage):
     :param connect_timeout: seconds allowed to reach the server, on connect and on every new connection
     :param socket_timeout: seconds one operation may wait for the server's reply before it fails (and the pool
         retries it); guards against a server that stops answering on an open connection
+    :param layout: ``selinon1`` writes documents as Selinon 1.x did, for 1.x workers that read them; documents of
+        both kinds are read in either layout
+
+    The 1.x surface, for subclasses written for Selinon 1.x: ``client`` (the ``MongoClient``), ``db`` (the
+    database) and ``collection``, each None when not connected; ``db_name``, ``collection_name``, ``host`` and
+    ``port`` as configured.
     """
 
     thread_safe = True
@@ -173,7 +196,9 @@ class MongoDB(DataStorage):
         tls_ca_file: str | None = None,
         connect_timeout: float | str = 5,
         socket_timeout: float | str = 60,
+        layout: str = records.NATIVE,
     ) -> None:
+        self.layout = records.check_layout(layout)
         self._secrets = {s for s in (password, uri) if isinstance(s, str) and s}
         if isinstance(host, str) and host.startswith(SCHEMES):
             self._secrets.add(host)
@@ -337,6 +362,22 @@ class MongoDB(DataStorage):
     def is_connected(self) -> bool:
         return self._client is not None
 
+    @property
+    def client(self) -> MongoClient[dict[str, Any]] | None:
+        """Selinon 1.x's name of the client, for subclasses written for 1.x: None when not connected."""
+        return self._client
+
+    @property
+    def db(self) -> Any:
+        """Selinon 1.x's database attribute: None when not connected."""
+        collection = self._collection
+        return None if collection is None else collection.database
+
+    @property
+    def collection(self) -> Collection[dict[str, Any]] | None:
+        """Selinon 1.x's collection attribute: None when not connected."""
+        return self._collection
+
     def _records(self) -> Collection[dict[str, Any]]:
         collection = self._collection
         if collection is None:
@@ -347,13 +388,27 @@ class MongoDB(DataStorage):
 
     def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
         jsonpolicy.check(result)
-        return self._replace(node_args, flow_name, task_name, task_id, _encode("result", result))
+        if self.layout == records.SELINON1:
+            for name, value in (("result", result), ("node_args", node_args)):
+                if not _native(value):
+                    raise jsonpolicy.NotJSONError(
+                        f"{name}: with `layout: selinon1` it must be a value BSON holds exactly, as Selinon 1.x's "
+                        "readers read it from the document itself (no integers beyond 64 bits, keys with '$' or "
+                        "'.', or nesting deeper than 64 levels)"
+                    )
+            document = {"flow_name": flow_name, "node_args": node_args, "task_name": task_name, "result": result}
+            return self._replace(task_id, document)
+        return self._replace(task_id, _document(node_args, flow_name, task_name, _encode("result", result)))
 
     def store_error(self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> str:
-        return self._replace(node_args, flow_name, task_name, task_id, _encode("error", describe_error(exc_info)))
+        if self.layout == records.SELINON1:
+            # Selinon 1.x kept no errors, and its readers would take any document of the task for a result.
+            raise NotImplementedError("with `layout: selinon1` errors are not stored, as in Selinon 1.x")
+        error = _encode("error", describe_error(exc_info))
+        return self._replace(task_id, _document(node_args, flow_name, task_name, error))
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        document = self._find(task_id)
+        document = self._find(task_name, task_id)
         if document is None:
             raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
         found, result = _decode(document, "result")
@@ -362,7 +417,7 @@ class MongoDB(DataStorage):
         return result
 
     def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, str]:
-        document = self._find(task_id)
+        document = self._find(task_name, task_id)
         found, error = _decode(document or {}, "error")
         if not found:
             raise SelinonMissingDataException(f"task {task_id!r} has no error recorded in {self.where}")
@@ -379,24 +434,21 @@ class MongoDB(DataStorage):
             f"(16 MB at most, result and node_args included); nothing was written: {self._describe(exc)}"
         )
 
-    def _find(self, task_id: str) -> dict[str, Any] | None:
-        projection = {"_id": False, **dict.fromkeys(_VALUE_FIELDS, True)}
-        return self._records().find_one({"task_id": _check_task_id(task_id)}, projection)
+    def _find(self, task_name: str, task_id: str) -> dict[str, Any] | None:
+        """The document of ``task_id``, of this adapter's format or Selinon 1.x's; ForeignRecord for another."""
+        document = self._records().find_one({"task_id": _check_task_id(task_id)}, {"_id": False})
+        if document is not None:
+            where = f"the document of task {task_id!r} in {self.where}"
+            records.classify(document, where, task_id, task_name, _UNMARKED)
+        return document
 
-    def _replace(self, node_args: Any, flow_name: str, task_name: str, task_id: str, value: dict[str, Any]) -> str:
+    def _replace(self, task_id: str, fields: dict[str, Any]) -> str:
         """Replace the whole document of ``task_id`` (or insert it) and return its ``_id``, kept across retries."""
-        document = {
-            "task_id": _check_task_id(task_id),
-            "flow_name": flow_name,
-            "task_name": task_name,
-            **_encode("node_args", node_args),
-            **value,
-            "stored_at": datetime.datetime.now(datetime.timezone.utc),
-        }
-        records = self._records()
+        document = {"task_id": _check_task_id(task_id), **fields}
+        collection = self._records()
         for _attempt in range(3):
             try:
-                outcome = records.replace_one({"task_id": task_id}, document, upsert=True)
+                outcome = collection.replace_one({"task_id": task_id}, document, upsert=True)
             except DocumentTooLarge as exc:  # pymongo refused to send it
                 raise self._too_large(task_id, exc) from None
             except DuplicateKeyError:
@@ -410,7 +462,7 @@ class MongoDB(DataStorage):
                 raise
             if outcome.upserted_id is not None:
                 return str(outcome.upserted_id)
-            found = records.find_one({"task_id": task_id}, {"_id": True})
+            found = collection.find_one({"task_id": task_id}, {"_id": True})
             if found is not None:  # else deleted since: store again
                 return str(found["_id"])
         raise StorageError(f"could not store task {task_id!r} in {self.where}: its record kept changing under us")

@@ -17,12 +17,14 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, DisconnectionError, OperationalError, SQLAlchemyError
 from sqlalchemy.schema import CreateTable
 
-from selinon import jsonpolicy
+from selinon import jsonpolicy, records
 from selinon.errors import SelinonMissingDataException, StorageError, TransientStorageError
 from selinon.secrets import is_secret_option, scrub, secrets_in
 from selinon.storage import DataStorage, ExcInfo, describe_error
 
 DEFAULT_TABLE = "selinon_results"
+#: Selinon 1.x's table, the default with ``layout: selinon1``.
+SELINON1_TABLE = "result"
 #: The longest timeout accepted: a year, PyMySQL's own limit (and finite, so that every wait ends).
 _LONGEST = 31_536_000
 #: The least time connect() gives a statement once its own budget is spent (after it created the database).
@@ -131,28 +133,53 @@ def _table(name: str, dialect: sa.Dialect) -> sa.Table:
     )
 
 
+def _selinon1_table(name: str, dialect: sa.Dialect) -> sa.Table:
+    """The table of Selinon 1.x's adapter: ``jsonb`` columns on PostgreSQL, one unique row per task id."""
+    json_type: sa.types.TypeEngine[Any] = postgresql.JSONB() if dialect.name == "postgresql" else _json_type(dialect)
+    return sa.Table(
+        name,
+        sa.MetaData(),
+        # 1.x's sequence on PostgreSQL (``result_id`` for its ``result`` table); MariaDB's are not needed
+        sa.Column(
+            "id", sa.Integer(), *([sa.Sequence(f"{name}_id")] if dialect.name == "postgresql" else []), primary_key=True
+        ),
+        sa.Column("flow_name", sa.String(128)),
+        sa.Column("task_name", sa.String(128)),
+        sa.Column("task_id", sa.String(255), unique=True),
+        sa.Column("result", json_type),
+        sa.Column("node_args", json_type),
+    )
+
+
+_SELINON1_COLUMNS = frozenset({"id", "flow_name", "task_name", "task_id", "result", "node_args"})
 _REPLACED = ("task_id", "flow_name", "task_name", "node_args", "result", "error")
+_SELINON1_REPLACED = ("flow_name", "task_name", "node_args", "result")
 
 
-def _build_statement(name: str, dialect: str, table: sa.Table) -> Any:
-    """The upsert, the delete, or the read of one column, keyed by the ``key`` parameter where it applies."""
+def _build_statement(name: str, dialect: str, table: sa.Table, layout: str) -> Any:
+    """The upsert, the delete or the read of a record, keyed by the ``key`` parameter where it applies: the
+    ``task_key`` in the native layout, the task id itself in Selinon 1.x's."""
+    selinon1 = layout == records.SELINON1
+    key_column = table.c.task_id if selinon1 else table.c.task_key
+    replaced = _SELINON1_REPLACED if selinon1 else _REPLACED
+    stamp = {} if selinon1 else {"stored_at": sa.func.current_timestamp()}
     key: sa.BindParameter[str] = sa.bindparam("key", type_=sa.String())
     if name == "delete":
-        return sa.delete(table).where(table.c.task_key == key)
-    if name != "upsert":
-        return sa.select(table.c.id, table.c[name]).where(table.c.task_key == key)
+        return sa.delete(table).where(key_column == key)
+    if name == "read":
+        value = (table.c.result, sa.null()) if selinon1 else (table.c.result, table.c.error)
+        return sa.select(table.c.id, table.c.task_id, table.c.task_name, *value).where(key_column == key)
     if dialect in _MYSQL:
         insert = mysql.insert(table)
         return insert.on_duplicate_key_update(
             # LAST_INSERT_ID(id) makes the driver report the id of the row replaced, too.
             id=sa.func.last_insert_id(table.c.id),
-            stored_at=sa.func.current_timestamp(),
-            **{column: insert.inserted[column] for column in _REPLACED},
+            **stamp,
+            **{column: insert.inserted[column] for column in replaced},
         )
     upsert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     return upsert.on_conflict_do_update(
-        index_elements=[table.c.task_key],
-        set_={"stored_at": sa.func.current_timestamp(), **{column: upsert.excluded[column] for column in _REPLACED}},
+        index_elements=[key_column], set_={**stamp, **{column: upsert.excluded[column] for column in replaced}}
     ).returning(table.c.id)
 
 
@@ -261,7 +288,12 @@ class SqlStorage(DataStorage):
     :param pool_size: connections kept open in the pool
     :param max_overflow: connections opened beyond ``pool_size`` under load, closed when returned
     :param create_database: on PostgreSQL, create the URL's database when it does not exist
-    :param encoding: Selinon 1.x option, accepted and ignored: JSON is always stored as UTF-8
+    :param encoding: Selinon 1.x option: ``utf-8`` only, since JSON is always stored as UTF-8
+    :param layout: ``selinon1`` reads and writes Selinon 1.x's table (``result`` by default) as 1.x did
+
+    The 1.x surface, for subclasses written for Selinon 1.x: ``engine`` (an SQLAlchemy engine with SQLAlchemy's
+    own JSON handling, as 1.x's was) and ``session`` (an ORM session on it), both made on first use after
+    ``connect()`` and None when not connected; ``Result`` (``selinon_storage_postgresql.Result``) is 1.x's model.
     """
 
     thread_safe = True
@@ -271,14 +303,18 @@ class SqlStorage(DataStorage):
         self,
         connection_string: str,
         echo: bool = False,
-        table_name: str = DEFAULT_TABLE,
+        table_name: str | None = None,
         connect_timeout: float = 5,
         socket_timeout: float = 30,
         pool_size: int = 5,
         max_overflow: int = 10,
         create_database: bool = True,
         encoding: str = "utf-8",
+        layout: str = records.NATIVE,
     ) -> None:
+        self.layout = records.check_layout(layout)
+        if table_name is None:
+            table_name = SELINON1_TABLE if self.layout == records.SELINON1 else DEFAULT_TABLE
         if not isinstance(connection_string, str) or not connection_string.strip():
             raise ValueError("`connection_string` must be an SQLAlchemy URL such as postgresql://user@host/db")
         self._secrets = set(secrets_in({"connection_string": connection_string}))
@@ -317,6 +353,8 @@ class SqlStorage(DataStorage):
         self._engine: Engine | None = None
         self._table: sa.Table | None = None
         self._statements: dict[str, Any] = {}
+        self._orm_engine: Engine | None = None
+        self._session: Any = None
 
     # -- options -----------------------------------------------------------------------------------------------
 
@@ -363,7 +401,8 @@ class SqlStorage(DataStorage):
         return f"{_BACKENDS[backend]} at {self._url.host or 'localhost'}:{port}/{self._url.database or ''}"
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.where} table={self.table_name} connected={self.is_connected()}>"
+        layout = " layout=selinon1" if self.layout == records.SELINON1 else ""
+        return f"<{type(self).__name__} {self.where} table={self.table_name}{layout} connected={self.is_connected()}>"
 
     # -- connection --------------------------------------------------------------------------------------------
 
@@ -398,12 +437,47 @@ class SqlStorage(DataStorage):
     def disconnect(self) -> None:
         with self._lock:
             engine, self._engine, self._table = self._engine, None, None
+            session, orm_engine, self._session, self._orm_engine = self._session, self._orm_engine, None, None
             self._statements = {}
-        if engine is not None:
-            engine.dispose()
+        if session is not None:
+            session.close()
+        for each in (orm_engine, engine):
+            if each is not None:
+                each.dispose()
 
     def is_connected(self) -> bool:
         return self._engine is not None
+
+    # -- the 1.x surface ---------------------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine | None:
+        """Selinon 1.x's engine, for subclasses written for 1.x: SQLAlchemy's own JSON handling (the adapter's
+        engine keeps JSON text verbatim, which ORM models do not expect); None when not connected."""
+        with self._lock:
+            if self._orm_engine is None and self._engine is not None:
+                self._orm_engine = self._create_engine(self._url, json_serializer=None, json_deserializer=None)
+            return self._orm_engine
+
+    @engine.setter
+    def engine(self, engine: Engine | None) -> None:
+        self._orm_engine = engine  # a subclass's own engine, as 1.x subclasses could set; disposed on disconnect
+
+    @property
+    def session(self) -> Any:
+        """Selinon 1.x's ORM session on :attr:`engine`, for subclasses written for 1.x; None when not connected.
+        Like any SQLAlchemy session it is not thread-safe."""
+        engine = self.engine
+        with self._lock:
+            if self._session is None and engine is not None:
+                from sqlalchemy.orm import Session  # the ORM only for subclasses that use it
+
+                self._session = Session(bind=engine)
+            return self._session
+
+    @session.setter
+    def session(self, session: Any) -> None:
+        self._session = session
 
     def _create_engine(self, url: URL, **extra: Any) -> Engine:
         options: dict[str, Any] = {
@@ -415,7 +489,8 @@ class SqlStorage(DataStorage):
         }
         if "poolclass" not in extra:  # every supported database gets a QueuePool (in-memory SQLite is refused)
             options.update(pool_size=self.pool_size, max_overflow=self.max_overflow, pool_timeout=self.socket_timeout)
-        engine = sa.create_engine(url, **options, **extra)
+        options.update(extra)
+        engine = sa.create_engine(url, **{name: value for name, value in options.items() if value is not None})
         sa.event.listen(engine, "connect", self._on_new_connection)
         return engine
 
@@ -449,7 +524,8 @@ class SqlStorage(DataStorage):
         engine = self._create_engine(self._url)
         try:
             with engine.begin() as conn:
-                table = _table(self.table_name, conn.dialect)
+                selinon1 = self.layout == records.SELINON1
+                table = (_selinon1_table if selinon1 else _table)(self.table_name, conn.dialect)
                 dialect = conn.dialect.name
                 conn.execute(sa.text(_wait_limit(dialect, max(deadline - time.monotonic(), _LEAST_WAIT))))
                 if dialect == "postgresql":
@@ -457,7 +533,10 @@ class SqlStorage(DataStorage):
                     conn.execute(
                         sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"selinon:{table.name}"}
                     )
-                conn.execute(CreateTable(table, if_not_exists=True))
+                if selinon1:
+                    table.metadata.create_all(conn)  # with 1.x's sequence, when the table is missing
+                else:
+                    conn.execute(CreateTable(table, if_not_exists=True))
                 self._check_layout(conn, table)
                 conn.execute(sa.text(_wait_limit(dialect, self.socket_timeout)))
         except BaseException:
@@ -471,11 +550,25 @@ class SqlStorage(DataStorage):
         except SQLAlchemyError as exc:
             if timed_out(exc) or is_transient(exc):
                 raise
+            # This session's transaction failed with the statement: look at the table from another one.
+            found = {column["name"] for column in sa.inspect(conn.engine).get_columns(self.table_name)}
+            if self.layout == records.NATIVE and found == _SELINON1_COLUMNS:
+                raise StorageError(
+                    f"table {self.table_name!r} in {self.where} is Selinon 1.x's: add `layout: selinon1` to read "
+                    "and write it as 1.x did, or set `table_name` to a new table"
+                ) from None
             columns = ", ".join(table.c.keys())
             raise StorageError(
                 f"table {self.table_name!r} in {self.where} exists but has not the columns this adapter uses "
                 f"({columns}): {self._describe(exc)}; set `table_name` to a new table"
             ) from None
+        if self.layout == records.SELINON1:
+            found = {column["name"] for column in sa.inspect(conn).get_columns(self.table_name)}
+            if found != _SELINON1_COLUMNS:
+                raise StorageError(
+                    f"table {self.table_name!r} in {self.where} is not Selinon 1.x's (its columns: "
+                    f"{', '.join(sorted(found))}): with `layout: selinon1` name 1.x's table in `table_name`"
+                ) from None
 
     def _database_missing(self, exc: SQLAlchemyError) -> bool:
         """PostgreSQL turned the connection away because the URL's database does not exist (and not, say, because
@@ -518,30 +611,33 @@ class SqlStorage(DataStorage):
         return self._upsert(node_args, flow_name, task_name, task_id, result=_dump(result), error=None)
 
     def store_error(self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> int:
+        if self.layout == records.SELINON1:
+            # Selinon 1.x's table has no place for an error, and its readers would take any row for a result.
+            raise NotImplementedError("with `layout: selinon1` errors are not stored, as in Selinon 1.x")
         return self._upsert(
             node_args, flow_name, task_name, task_id, result=None, error=_dump(describe_error(exc_info))
         )
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        found, result = self._read("result", task_id)
-        if not found:
-            raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
+        result, _error = self._read(task_name, task_id)
         if result is None:
+            if self.layout == records.SELINON1:
+                return None  # SQL NULL, read by Selinon 1.x as None
             raise SelinonMissingDataException(f"task {task_id!r} failed; it has no result")
-        return _load(result)
+        return self._load(result, task_id)
 
     def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, str]:
-        _found, error = self._read("error", task_id)
+        _result, error = self._read(task_name, task_id)
         if error is None:
             raise SelinonMissingDataException(f"task {task_id!r} has no error recorded in {self.where}")
-        return dict(_load(error))
+        return dict(self._load(error, task_id))
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         engine, table = self._client()
         try:
             with engine.begin() as conn:
                 deleted = conn.execute(
-                    self._statement("delete", conn.dialect.name, table), {"key": _task_key(task_id)}
+                    self._statement("delete", conn.dialect.name, table), {"key": self._key(task_id)}
                 ).rowcount
         except SQLAlchemyError as exc:
             raise self._call_error("delete failed in", exc) from None
@@ -561,6 +657,8 @@ class SqlStorage(DataStorage):
             "result": result,
             "error": error,
         }
+        if self.layout == records.SELINON1:
+            values = {name: values[name] for name in ("task_id", *_SELINON1_REPLACED)}
         engine, table = self._client()
         try:
             with engine.begin() as conn:
@@ -580,24 +678,50 @@ class SqlStorage(DataStorage):
                     ) from None
             raise self._call_error("store failed in", exc) from None
 
-    def _read(self, column: str, task_id: str) -> tuple[bool, str | bytes | None]:
-        """Whether the record exists, and the JSON text of one of its columns (None for SQL NULL)."""
+    def _read(self, task_name: str, task_id: str) -> tuple[str | bytes | None, str | bytes | None]:
+        """The JSON text of the record's result and error (None for SQL NULL); ForeignRecord for a row that is
+        not the record of this task."""
         engine, table = self._client()
         try:
             with engine.connect() as conn:
                 row = conn.execute(
-                    self._statement(column, conn.dialect.name, table), {"key": _task_key(task_id)}
+                    self._statement("read", conn.dialect.name, table), {"key": self._key(task_id)}
                 ).first()
         except SQLAlchemyError as exc:
             raise self._call_error("retrieve failed in", exc) from None
-        return (False, None) if row is None else (True, row[1])
+        if row is None:
+            raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
+        _id, row_task_id, row_task_name, result, error = row
+        where = f"row {_id} of table {self.table_name!r} in {self.where}"
+        if row_task_id != task_id:
+            raise records.ForeignRecord(f"{where} is keyed for task {task_id!r} but holds task {row_task_id!r}")
+        if self.layout == records.SELINON1 and row_task_name != task_name:
+            raise records.ForeignRecord(f"{where} is Selinon 1.x's record of task {row_task_name!r}, not {task_name!r}")
+        if self.layout == records.NATIVE and result is None and error is None:
+            raise records.ForeignRecord(f"{where} holds neither a result nor an error")
+        return result, error
+
+    def _key(self, task_id: str) -> str:
+        if self.layout == records.SELINON1:
+            if not isinstance(task_id, str):
+                raise TypeError(f"task_id must be a string, not {type(task_id).__name__}")
+            return task_id
+        return _task_key(task_id)
+
+    def _load(self, text: str | bytes, task_id: str) -> Any:
+        try:
+            return _load(text)
+        except ValueError:
+            raise records.ForeignRecord(
+                f"the record of task {task_id!r} in table {self.table_name!r} in {self.where} is not JSON"
+            ) from None
 
     def _statement(self, name: str, dialect: str, table: sa.Table) -> Any:
         """Statements are built once per adapter and executed with parameters: building one costs more CPU than
         its round trip to a local server (see the benchmarks)."""
         statement = self._statements.get(name)
         if statement is None:
-            statement = self._statements[name] = _build_statement(name, dialect, table)
+            statement = self._statements[name] = _build_statement(name, dialect, table, self.layout)
         return statement
 
     def _client(self) -> tuple[Engine, sa.Table]:

@@ -12,7 +12,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from selinon import DataStorage, SelinonMissingDataException, describe_error, jsonpolicy
+from selinon import DataStorage, SelinonMissingDataException, describe_error, jsonpolicy, records
 from selinon.errors import ConfigurationError, StorageError
 from selinon.secrets import leaks, scrub, secrets_in
 from selinon.storage import ExcInfo
@@ -29,11 +29,22 @@ CREDENTIAL_ERRORS = (
 )
 
 
+#: The fields of this adapter's records written before they carried the format marker (version 0.1.0).
+_UNMARKED = (
+    frozenset({"flow_name", "task_name", "node_args", "result"}),
+    frozenset({"flow_name", "task_name", "node_args", "error"}),
+)
+
+
 class Redis(DataStorage):
     """Keeps each task's record under ``key_prefix + task_id`` as a JSON document in UTF-8.
 
     The first positional options are Selinon 1.x's, in its order, so a 1.x configuration given as a list still
-    binds; every newer option is keyword-only.
+    binds; every newer option is keyword-only. With ``layout: selinon1`` records are written as Selinon 1.x wrote
+    them, at the bare task id; records of both kinds are read in either layout.
+
+    The 1.x surface, for subclasses written for Selinon 1.x: ``conn`` is the ``redis.Redis`` client (None when
+    not connected), ``charset`` is ``'utf-8'``, ``errors`` the decoding error handler.
     """
 
     thread_safe = True  # redis-py's connection pool hands each thread its own connection
@@ -67,11 +78,12 @@ class Redis(DataStorage):
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
         ssl_cert_reqs: str | None = None,
-        key_prefix: str = "selinon:",
+        key_prefix: str | None = None,
         ttl: int | None = None,
         connect_timeout: float = 5,
         max_connections: int | None = None,
         client_name: str | None = None,
+        layout: str = records.NATIVE,
     ) -> None:
         super().__init__()
         if connection_pool is not None:
@@ -90,7 +102,20 @@ class Redis(DataStorage):
         self.ssl_certfile = _optional(ssl_certfile, str, "ssl_certfile")
         self.ssl_keyfile = _optional(ssl_keyfile, str, "ssl_keyfile")
         self.ssl_cert_reqs = _optional(ssl_cert_reqs, str, "ssl_cert_reqs")
-        self.key_prefix = _optional(key_prefix, str, "key_prefix") or ""
+        try:
+            self.layout = records.check_layout(layout)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
+        prefix: str | None = _optional(key_prefix, str, "key_prefix")
+        if self.layout == records.SELINON1 and prefix:
+            raise ConfigurationError(
+                "`layout: selinon1` keeps records where Selinon 1.x's readers look for them, at the bare task id: "
+                "remove `key_prefix`"
+            )
+        if prefix is None:
+            prefix = "" if self.layout == records.SELINON1 else "selinon:"
+        self.key_prefix: str = prefix
+        self.charset = "utf-8"
         self.ttl = _optional(ttl, int, "ttl")
         self.connect_timeout = float(_optional(connect_timeout, (int, float), "connect_timeout") or 0)
         self.socket_timeout = _optional(socket_timeout, (int, float), "socket_timeout")
@@ -170,26 +195,37 @@ class Redis(DataStorage):
     def is_connected(self) -> bool:
         return self._client is not None
 
+    @property
+    def conn(self) -> redis.Redis | None:
+        """Selinon 1.x's name of the client, for subclasses written for 1.x: None when not connected."""
+        return self._client
+
     # -- records ---------------------------------------------------------------------------------------------
 
     def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
         jsonpolicy.check(result)
-        document = _encode({"flow_name": flow_name, "task_name": task_name, "node_args": node_args, "result": result})
-        return self._write(task_id, document)
+        if self.layout == records.SELINON1:
+            record = {"node_args": node_args, "flow_name": flow_name, "task_name": task_name, "task_id": task_id}
+            return self._write(task_id, _encode({**record, "result": result}))
+        record = {"flow_name": flow_name, "task_name": task_name, "node_args": node_args, "result": result}
+        return self._write(task_id, _encode(records.mark(record)))
 
     def store_error(self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> str:
+        if self.layout == records.SELINON1:
+            # Selinon 1.x kept no errors, and its readers would take any record at the task id for a result.
+            raise NotImplementedError("with `layout: selinon1` errors are not stored, as in Selinon 1.x")
         error = describe_error(exc_info)
-        document = _encode({"flow_name": flow_name, "task_name": task_name, "node_args": node_args, "error": error})
-        return self._write(task_id, document)
+        record = {"flow_name": flow_name, "task_name": task_name, "node_args": node_args, "error": error}
+        return self._write(task_id, _encode(records.mark(record)))
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        record = self._read(task_id)
+        record = self._read(task_name, task_id)
         if "result" not in record:
             raise SelinonMissingDataException(f"task {task_id!r} failed: Redis holds its error, not a result")
         return record["result"]
 
     def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, str]:
-        record = self._read(task_id)
+        record = self._read(task_name, task_id)
         if not isinstance(record.get("error"), dict):
             raise SelinonMissingDataException(f"task {task_id!r} has no error recorded in Redis")
         return dict(record["error"])
@@ -204,7 +240,10 @@ class Redis(DataStorage):
             raise SelinonMissingDataException(f"no record for task {task_id!r} in Redis")
 
     def __repr__(self) -> str:
-        return f"<Redis {self.endpoint} key_prefix={self.key_prefix!r} connected={self.is_connected()}>"
+        return (
+            f"<Redis {self.endpoint} key_prefix={self.key_prefix!r} layout={self.layout} "
+            f"connected={self.is_connected()}>"
+        )
 
     # -- internals -------------------------------------------------------------------------------------------
 
@@ -222,21 +261,30 @@ class Redis(DataStorage):
             raise self._refused(exc) from None
         return key
 
-    def _read(self, task_id: str) -> dict[str, Any]:
+    def _read(self, task_name: str, task_id: str) -> dict[str, Any]:
+        """The record of ``task_id``, of this adapter's format or Selinon 1.x's; ForeignRecord for anything else."""
         key = self._key(task_id)
+        client = self._connected()
         try:
-            raw = self._connected().get(key)
+            raw = client.get(key)
         except CREDENTIAL_ERRORS as exc:
             raise self._refused(exc) from None
+        except redis.exceptions.ResponseError as exc:
+            if not str(exc).startswith("WRONGTYPE"):
+                raise
+            kind = client.type(key)
+            raise records.ForeignRecord(
+                f"Redis key {key!r} holds a Redis {kind.decode() if isinstance(kind, bytes) else kind}, "
+                "not a Selinon record"
+            ) from None
         if raw is None:
             raise SelinonMissingDataException(f"no record for task {task_id!r} in Redis")
         try:
             record = json.loads(raw.decode("utf-8", self.errors) if isinstance(raw, bytes) else raw)
         except ValueError as exc:  # UnicodeDecodeError and JSONDecodeError alike
-            raise StorageError(f"Redis key {key!r} does not hold a JSON document in UTF-8: {exc}") from None
-        if not isinstance(record, dict):
-            raise StorageError(f"Redis key {key!r} does not hold a Selinon record")
-        return record
+            raise records.ForeignRecord(f"Redis key {key!r} does not hold a JSON document in UTF-8: {exc}") from None
+        records.classify(record, f"Redis key {key!r}", task_id, task_name, _UNMARKED)
+        return dict(record)
 
     def _refused(self, exc: BaseException) -> StorageError:
         """Refused credentials (a new connection after the password changed) fail at once: retrying cannot help.

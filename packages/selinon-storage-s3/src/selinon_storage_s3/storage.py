@@ -18,7 +18,7 @@ from botocore.client import BaseClient, Config  # type: ignore[import-untyped]
 from botocore.exceptions import ClientError, HTTPClientError, IncompleteReadError  # type: ignore[import-untyped]
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from selinon import jsonpolicy
+from selinon import jsonpolicy, records
 from selinon.errors import SelinonError, SelinonMissingDataException, StorageError
 from selinon.secrets import MASK, leaks, scrub
 from selinon.storage import DataStorage, ExcInfo, describe_error
@@ -36,6 +36,13 @@ _RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-
 #: Error codes S3 answers when it is overloaded; with 5xx answers they are worth another try.
 _BUSY = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable"})
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+#: The fields of this adapter's records written before they carried the format marker (version 0.1.0).
+_UNMARKED = frozenset(
+    frozenset({"flow_name", "task_name", "node_args", value}) for value in ("result", "result_base64", "error")
+)
+_NOT_JSON = object()
+#: The key under which ``_get`` hands over the bytes of a Selinon 1.x object: no JSON object can hold it.
+_RAW = object()
 _TOKEN_HEADER = re.compile(r"(x-amz-security-token['\"]?\s*[:=]\s*b?['\"]?)[^'\"\s,}&]+", re.I)
 
 
@@ -155,9 +162,15 @@ def _run_within(seconds: float, call: Callable[[], T]) -> T:
 class S3Storage(DataStorage):
     """One S3 object per task id, under ``prefix`` in ``bucket``; the bucket is created on connect if missing.
 
-    The object's body is a JSON record: ``flow_name``, ``task_name``, ``node_args`` and either ``result`` (a JSON
-    value), ``result_base64`` (a bytes result) or ``error`` (what ``store_error`` keeps). One PUT replaces it
-    whole, so a result replaces an error and an error a result. The record id is the object's key.
+    The object's body is a JSON record: the format marker ``selinon_record``, ``flow_name``, ``task_name``,
+    ``node_args`` and either ``result`` (a JSON value), ``result_base64`` (a bytes result) or ``error`` (what
+    ``store_error`` keeps). One PUT replaces it whole, so a result replaces an error and an error a result. The
+    record id is the object's key. With ``layout: selinon1`` objects are written as Selinon 1.x wrote them (the
+    result alone, at the bare task id) and unmarked objects are read as 1.x's.
+
+    The 1.x surface, for subclasses written for Selinon 1.x: ``_s3`` (a boto3 S3 resource, made on first use
+    after ``connect()``, None when not connected), ``_session`` (the boto3 session), ``_bucket_name``,
+    ``_location``, ``_endpoint_url``, ``_use_ssl`` and ``_serialize_json``.
     """
 
     thread_safe = True  # one boto3 client per instance; clients are thread-safe and pool their connections
@@ -182,14 +195,16 @@ class S3Storage(DataStorage):
         aws_secret_access_key: str | None = None,
         aws_session_token: str | None = None,
         region_name: str | None = None,
-        serialize_json: bool = True,
+        serialize_json: bool | None = None,
         prefix: str = "",
         connect_timeout: float = 5,
         read_timeout: float = 60,
         max_pool_connections: int = 10,
         create_bucket: bool = True,
         addressing_style: str | None = None,
+        layout: str = records.NATIVE,
     ) -> None:
+        self.layout = records.check_layout(layout)
         self.bucket = _valid_bucket(bucket)
         self.endpoint_url = _optional_text("endpoint_url", endpoint_url)
         if self.endpoint_url is not None:
@@ -218,7 +233,14 @@ class S3Storage(DataStorage):
             raise TypeError(f"`prefix` must be a string, not {type(prefix).__name__}")
         if len(prefix.encode("utf-8", "surrogatepass")) > _MAX_PREFIX:
             raise ValueError(f"`prefix` must be at most {_MAX_PREFIX} bytes (S3 keys end at 1024)")
+        if prefix and self.layout == records.SELINON1:
+            raise ValueError(
+                "`layout: selinon1` keeps objects where Selinon 1.x's readers look for them, at the bare task id: "
+                "remove `prefix`"
+            )
         self.prefix = prefix
+        if serialize_json is None:  # Selinon 1.x kept the result's bytes as they were unless told otherwise
+            serialize_json = self.layout == records.NATIVE
         self.serialize_json = _flag("serialize_json", serialize_json)
         self.create_bucket = _flag("create_bucket", create_bucket)
         self.connect_timeout = _positive("connect_timeout", connect_timeout)
@@ -234,6 +256,8 @@ class S3Storage(DataStorage):
         self.addressing_style = addressing_style
         self._secrets = {s for s in (self._secret_access_key, self._session_token) if s}
         self._client: BaseClient | None = None
+        self._session: Any = None
+        self._resource: Any = None
         self._endpoint = scrub(self.endpoint_url, self._secrets) if self.endpoint_url else "AWS S3"
         self._lock = threading.Lock()
 
@@ -267,21 +291,59 @@ class S3Storage(DataStorage):
 
     def disconnect(self) -> None:
         with self._lock:
-            client, self._client = self._client, None
+            client, self._client, self._resource = self._client, None, None
         if client is not None:
             client.close()
 
     def is_connected(self) -> bool:
         return self._client is not None
 
+    # -- the 1.x surface -------------------------------------------------------------------------------------
+
+    @property
+    def _s3(self) -> Any:
+        """Selinon 1.x's boto3 S3 resource, for subclasses written for 1.x: made on first use, from the adapter's
+        session and settings, and None when not connected. Like any boto3 resource it is not thread-safe."""
+        with self._lock:
+            if self._resource is None and self._client is not None:
+                self._resource = self._session.resource("s3", **self._client_options())
+            return self._resource
+
+    @_s3.setter
+    def _s3(self, resource: Any) -> None:
+        self._resource = resource
+
+    @property
+    def _bucket_name(self) -> str:
+        return self.bucket
+
+    @property
+    def _location(self) -> str | None:
+        return self.location
+
+    @property
+    def _endpoint_url(self) -> str | None:
+        return self.endpoint_url
+
+    @property
+    def _use_ssl(self) -> bool | None:
+        return self.use_ssl
+
+    @property
+    def _serialize_json(self) -> bool:
+        return self.serialize_json
+
     def _new_client(self) -> BaseClient:
         # A session per adapter: boto3's default session is shared by the whole process and not thread-safe.
-        session = boto3.session.Session(
+        self._session = boto3.session.Session(
             aws_access_key_id=self._access_key_id,
             aws_secret_access_key=self._secret_access_key,
             aws_session_token=self._session_token,
             region_name=self.region_name,
         )
+        return self._session.client("s3", **self._client_options())
+
+    def _client_options(self) -> dict[str, Any]:
         options: dict[str, Any] = {
             "connect_timeout": self.connect_timeout,
             "read_timeout": self.read_timeout,
@@ -297,7 +359,7 @@ class S3Storage(DataStorage):
         kwargs: dict[str, Any] = {"endpoint_url": self.endpoint_url, "config": Config(**options)}
         if self.use_ssl is not None:
             kwargs["use_ssl"] = self.use_ssl
-        return session.client("s3", **kwargs)
+        return kwargs
 
     def _ensure_bucket(self, client: BaseClient) -> None:
         """Check that the bucket can be reached, creating it when it does not exist yet."""
@@ -337,6 +399,8 @@ class S3Storage(DataStorage):
     # -- records ---------------------------------------------------------------------------------------------
 
     def store(self, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> str:
+        if self.layout == records.SELINON1:
+            return self._put_selinon1(task_id, result)
         record: dict[str, Any] = {"flow_name": flow_name, "task_name": task_name, "node_args": node_args}
         if type(result) is bytes:
             record["result_base64"] = base64.b64encode(result).decode("ascii")
@@ -355,19 +419,24 @@ class S3Storage(DataStorage):
         return self._put(task_id, record)
 
     def store_error(self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> str:
+        if self.layout == records.SELINON1:
+            # Selinon 1.x kept no errors, and its readers would take any object at the task id for a result.
+            raise NotImplementedError("with `layout: selinon1` errors are not stored, as in Selinon 1.x")
         record = {"flow_name": flow_name, "task_name": task_name, "node_args": node_args}
         return self._put(task_id, {**record, "error": describe_error(exc_info)})
 
     def retrieve(self, flow_name: str, task_name: str, task_id: str) -> Any:
-        record = self._get(task_id)
+        record = self._get(task_name, task_id)
         if "result" in record:
             return record["result"]
         if "result_base64" in record:
             return base64.b64decode(record["result_base64"])
+        if _RAW in record:  # an object of Selinon 1.x's, kept as the result's bytes
+            return record[_RAW]
         raise SelinonMissingDataException(f"task {task_id!r} failed; it has no result")
 
     def retrieve_error(self, flow_name: str, task_name: str, task_id: str) -> dict[str, str]:
-        record = self._get(task_id)
+        record = self._get(task_name, task_id)
         if "error" not in record:
             raise SelinonMissingDataException(f"task {task_id!r} has no error recorded")
         return dict(record["error"])
@@ -375,31 +444,75 @@ class S3Storage(DataStorage):
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         # DeleteObject succeeds on a missing key, so look first. Between the two calls another worker may delete
         # the record (both deletes then succeed) or store it again (that new record is deleted).
-        key = object_key(self.prefix, task_id)
+        key = self._key(task_id)
         self._call("head_object", task_id, Key=key)
         self._call("delete_object", task_id, Key=key)
 
+    def _key(self, task_id: str) -> str:
+        """The object key of a task: Selinon 1.x's was the task id itself."""
+        if self.layout == records.SELINON1:
+            if not isinstance(task_id, str) or not task_id or len(task_id.encode("utf-8", "surrogatepass")) > 1024:
+                raise ValueError(f"with `layout: selinon1` the task id is the object key, and {task_id!r} is none")
+            return task_id
+        return object_key(self.prefix, task_id)
+
+    def _put_selinon1(self, task_id: str, result: Any) -> str:
+        """The result alone, as Selinon 1.x's adapter wrote it: JSON with ``serialize_json``, else its bytes."""
+        if self.serialize_json:
+            jsonpolicy.check(result)
+            body = json.dumps(result, allow_nan=False).encode("utf-8")
+        elif type(result) is bytes:
+            body = result
+        else:
+            raise TypeError(
+                f"serialize_json is false, so only bytes results can be stored, not {type(result).__name__}; "
+                "encode the result, or set `serialize_json: true`"
+            )
+        return self._put_body(task_id, body, None)  # 1.x set no content type
+
     def _put(self, task_id: str, record: dict[str, Any]) -> str:
-        body = _dump(record)  # fails before anything is written
-        key = object_key(self.prefix, task_id)
+        body = _dump(records.mark(record))  # fails before anything is written
+        return self._put_body(task_id, body, "application/json; charset=utf-8")
+
+    def _put_body(self, task_id: str, body: bytes, content_type: str | None) -> str:
+        key = self._key(task_id)
         if len(body) > MAX_OBJECT_SIZE:
             raise StorageError(
                 f"cannot store task {task_id!r} in bucket {self.bucket!r}: the record is {len(body)} bytes, too "
                 f"large for one S3 object ({MAX_OBJECT_SIZE} bytes at most in one PUT); nothing was written"
             )
-        self._call("put_object", task_id, Key=key, Body=body, ContentType="application/json; charset=utf-8")
+        extra = {"ContentType": content_type} if content_type else {}
+        self._call("put_object", task_id, Key=key, Body=body, **extra)
         return key
 
-    def _get(self, task_id: str) -> dict[str, Any]:
-        key = object_key(self.prefix, task_id)
+    def _get(self, task_name: str, task_id: str) -> dict[Any, Any]:
+        """The record of ``task_id``: this adapter's, or with ``layout: selinon1`` an unmarked object of Selinon
+        1.x's as ``{"result": value}`` (``{_RAW: bytes}`` without ``serialize_json``); ForeignRecord otherwise."""
+        key = self._key(task_id)
         body = self._call("get_object", task_id, Key=key)["Body"].read()
+        where = f"s3://{self.bucket}/{key}"
         try:
             record = json.loads(body)
-        except ValueError:
-            record = None
-        if not isinstance(record, dict):
-            raise StorageError(f"s3://{self.bucket}/{key} is not a Selinon record (a JSON object)")
-        return record
+        except ValueError:  # UnicodeDecodeError too
+            record = _NOT_JSON
+        if isinstance(record, dict) and records.MARKER in record:
+            records.classify(record, where, task_id, task_name)
+            return record
+        if self.layout == records.SELINON1:
+            if not self.serialize_json:
+                return {_RAW: body}
+            if record is _NOT_JSON:
+                raise records.ForeignRecord(
+                    f"{where} is not JSON, as an object Selinon 1.x wrote with `serialize_json: true` is"
+                )
+            return {"result": record}
+        if isinstance(record, dict) and frozenset(record) in _UNMARKED:
+            return record
+        why = "its content is not JSON" if record is _NOT_JSON else f"no {records.MARKER!r} marker"
+        raise records.ForeignRecord(
+            f"{where} is not a Selinon record ({why}): another program's object, or one that Selinon 1.x wrote "
+            "(set `layout: selinon1` to read those)"
+        )
 
     def _call(self, operation: str, task_id: str, **kwargs: Any) -> Any:
         """One S3 call: a missing key becomes SelinonMissingDataException, an overloaded server S3Unavailable."""

@@ -1,0 +1,8 @@
+"""Selinon 1.x's ``selinon.storages.redis`` module: Redis, from the installed adapter distribution.
+
+See :mod:`selinon.storages.legacy`.
+"""
+
+from selinon.storages.legacy import forward
+
+__getattr__ = forward(__name__)
