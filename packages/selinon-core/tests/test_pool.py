@@ -235,3 +235,26 @@ def test_configuration_is_loaded_once(nodes_yaml: Path, tmp_path: Path) -> None:
     StoragePool.configure(replacement)
     assert not storage.is_connected()  # the old adapter was disconnected
     assert type(StoragePool.get_connected_storage("Watched")).__name__ == "InMemoryStorage"
+
+
+def test_a_subclass_that_overrides_calls_is_serialised_unless_it_says_otherwise() -> None:
+    """A 1.x subclass of a thread-safe adapter whose own store may use a session that is not thread-safe."""
+    from selinon.storage import calls_thread_safe
+    from selinon.storages.filesystem import Filesystem
+
+    class Renamed(Filesystem):  # options only: the adapter's own code runs
+        pass
+
+    class OwnStore(Filesystem):
+        def store(self, *args: Any) -> Any:
+            return super().store(*args)
+
+    class OwnStoreSafe(OwnStore):
+        thread_safe = True
+
+    class BelowOwnStore(OwnStore):
+        pass
+
+    assert calls_thread_safe(Filesystem) and calls_thread_safe(Renamed)
+    assert not calls_thread_safe(OwnStore) and not calls_thread_safe(BelowOwnStore)
+    assert calls_thread_safe(OwnStoreSafe)

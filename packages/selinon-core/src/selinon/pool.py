@@ -24,7 +24,7 @@ from selinon.config import Configuration, StorageConfig, TaskConfig
 from selinon.errors import ConfigurationError, PluginError, SelinonError, SelinonMissingDataException, StorageError
 from selinon.plugins import load_plugins
 from selinon.secrets import Secrets
-from selinon.storage import DataStorage, ExcInfo
+from selinon.storage import DataStorage, ExcInfo, calls_thread_safe
 
 T = TypeVar("T")
 CONFIG_ENV = "SELINON_CONFIG"
@@ -96,7 +96,7 @@ class _Slot:
         self.config = storage
         self.adapter, self.secrets, cache = instantiate(storage)
         self.cache = None if cache is None else CachedResults(cache)
-        self.lock = None if type(self.adapter).thread_safe else threading.RLock()
+        self.lock = None if calls_thread_safe(type(self.adapter)) else threading.RLock()
         self.connect_lock = threading.Lock()
 
 

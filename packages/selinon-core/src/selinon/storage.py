@@ -24,7 +24,8 @@ class DataStorage(abc.ABC):
     """
 
     #: Declare ``True`` when one instance may be called from many threads at once (a driver connection pool).
-    #: Otherwise the pool serialises calls on the instance, as Selinon 1.x promised.
+    #: Otherwise the pool serialises calls on the instance, as Selinon 1.x promised. A subclass that overrides a
+    #: storage method is serialised unless it declares ``thread_safe`` itself (see :func:`calls_thread_safe`).
     thread_safe: ClassVar[bool] = False
 
     #: Exceptions that mean "try again": a lost connection, a server restarting. The pool retries calls that
@@ -82,6 +83,27 @@ class DataStorage(abc.ABC):
             return self.is_connected()
         except Exception:  # a repr must not raise
             return "?"
+
+
+#: The methods through which the pool calls an adapter.
+CALLS = ("connect", "disconnect", "is_connected", "store", "retrieve", "delete", "store_error", "retrieve_error")
+
+
+def calls_thread_safe(cls: type[DataStorage]) -> bool:
+    """Whether the pool may call ``cls``'s instances from many threads at once.
+
+    ``thread_safe`` vouches for the code of the class that declares it, not for a subclass's: a Selinon 1.x
+    subclass of a thread-safe adapter whose own ``store`` uses a session or a client that is not thread-safe
+    would otherwise lose the serialisation 1.x gave it. So the class nearest in the MRO that either declares
+    ``thread_safe`` or defines one of :data:`CALLS` decides, and defining a call without declaring means no.
+    """
+    for klass in cls.__mro__:
+        declared = vars(klass).get("thread_safe")
+        if declared is not None:
+            return bool(declared)
+        if any(name in vars(klass) for name in CALLS):
+            return False
+    return False
 
 
 def describe_error(exc_info: ExcInfo) -> dict[str, str]:
