@@ -85,7 +85,7 @@ def test_environment_references(tmp_path: Path) -> None:
         "nested": {"list": ["prod-x", 1]},
         "literal": "{not a reference}",
     }
-    assert config.tasks["T"].options["queue"] == "prod_queue"
+    assert config.tasks["T"].options["queue"] == "{DEPLOYMENT_PREFIX}_queue"  # expanded when a message is sent
 
 
 def test_missing_environment_variable_names_it(tmp_path: Path) -> None:
@@ -159,10 +159,13 @@ def test_stray_brace_is_explained(tmp_path: Path) -> None:
             "task 'T': both `storage_read_only:` and `storage_readonly:` (its Selinon 1.x spelling) are set; keep one",
         ),
         (
-            "global: {default_task_queue: tasks}",
-            "global: default_task_queue: this version of Selinon does not support `default_task_queue:` yet; remove it",
+            "global: {default_task_queue: 3}",
+            "global: default_task_queue: must be a queue name such as 'tasks', not a number",
         ),
-        ("global: {default_dispatcher_queue: d}", "global: default_dispatcher_queue: this version of Selinon does not"),
+        (
+            "global: {default_dispatcher_queue: '{bad name}'}",
+            "global: default_dispatcher_queue: '{bad name}' is not an environment reference such as {DEPLOYMENT_PREFIX}",
+        ),
         ("global: {migration_dir: migrations}", "global: migration_dir: this version of Selinon does not support"),
         (
             "global: {trace: true}",

@@ -42,8 +42,8 @@ TASK_KEYS = (
 
 #: ``global:`` keys that work; the others Selinon 1.x knew are refused with a line that says they are not supported
 #: yet, so that a configuration never relies on a key that does nothing.
-GLOBAL_KEYS = ("predicates_module", "trace")
-GLOBAL_NOT_YET = ("default_task_queue", "default_dispatcher_queue", "migration_dir")
+GLOBAL_KEYS = ("predicates_module", "trace", "default_task_queue", "default_dispatcher_queue")
+GLOBAL_NOT_YET = ("migration_dir",)
 
 _REFERENCE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -112,6 +112,9 @@ class GlobalOptions:
 
     #: The module whose functions conditions may name besides the built-in predicates.
     predicates_module: str | None = None
+    #: Celery queues of tasks and of dispatchers that name none (``{NAME}`` expanded when a message is sent).
+    default_task_queue: str | None = None
+    default_dispatcher_queue: str | None = None
     #: The file that set each key, for errors about it.
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -206,6 +209,13 @@ def expand(value: Any, env: Mapping[str, str], where: str) -> Any:
     return value
 
 
+def check_references(value: str, where: str) -> None:
+    """Refuse a malformed ``{NAME}`` reference now, without needing the variable to be set yet."""
+    for match in _REFERENCE.finditer(value):
+        if match.group(0) not in ("{{", "}}") and (match.group(1) is None or not _NAME.match(match.group(1))):
+            _replacement(match, {}, where)
+
+
 def _replacement(match: re.Match[str], env: Mapping[str, str], where: str) -> str:
     token = match.group(0)
     if token in ("{{", "}}"):
@@ -292,6 +302,15 @@ def _cache(entry: Any, where: str, env: Mapping[str, str]) -> CacheConfig | None
     configuration = entry.get("configuration") or {}
     if not isinstance(configuration, dict):
         raise ConfigurationError(f"{where}: `configuration:` must be a mapping such as {{size: 100}}")
+    if "max_cache_size" in configuration:  # Selinon 1.x's name of the built-in caches' size
+        if "size" in configuration:
+            raise ConfigurationError(
+                f"{where}: both `size:` and `max_cache_size:` (its Selinon 1.x name) are set; keep one"
+            )
+        configuration = dict(configuration)
+        configuration["size"] = configuration.pop("max_cache_size")
+        if configuration["size"] == 0 and import_path is None:  # 1.x: a cache of size 0 keeps nothing
+            return None
     if import_path is None:
         from selinon.caches import BUILTIN
 
@@ -343,8 +362,6 @@ def _task(entry: Any, index: int, source: str, env: Mapping[str, str]) -> TaskCo
         raise ConfigurationError(f"{where}: `{read_only_key}:` must be true or false, not {_type_name(read_only)}")
     storage_keys = ("name", "storage", "storage_read_only", "storage_readonly", "storage_task_name")
     options = {k: v for k, v in entry.items() if k not in storage_keys}
-    if "queue" in options:
-        options["queue"] = expand(_string(entry, "queue", where), env, f"{where}: queue")
     return TaskConfig(
         name=name,
         storage=_string(entry, "storage", where),
@@ -360,7 +377,11 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
         raise ConfigurationError(
             f"{source}: `global:` must be a mapping such as {{predicates_module: myapp.predicates}}"
         )
-    predicates_module = merged.predicates_module
+    values: dict[str, Any] = {
+        "predicates_module": merged.predicates_module,
+        "default_task_queue": merged.default_task_queue,
+        "default_dispatcher_queue": merged.default_dispatcher_queue,
+    }
     sources = dict(merged.sources)
     for key, value in section.items():
         where = f"{source}: global: {key}"
@@ -381,8 +402,13 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
         if key == "predicates_module":
             if not isinstance(value, str) or not _MODULE.match(value):
                 raise ConfigurationError(f"{where}: must be a module name such as myapp.predicates, not {value!r}")
-            predicates_module = value
-    return GlobalOptions(predicates_module=predicates_module, sources=sources)
+            values[key] = value
+        if key in ("default_task_queue", "default_dispatcher_queue"):
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError(f"{where}: must be a queue name such as 'tasks', not {_type_name(value)}")
+            check_references(value, where)
+            values[key] = value
+    return GlobalOptions(**values, sources=sources)
 
 
 def _required(entry: dict[str, Any], key: str, where: str) -> str:
