@@ -151,3 +151,25 @@ def test_a_predicates_module_beside_the_yaml_is_imported(
         assert code == 0, err
         assert {t["task"] for t in json.loads(out)["tasks"]} == ran
     sys.modules.pop("beside_predicates", None)
+
+
+def test_run_selected_tasks_only(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", *CONFIG, "orderFlow", "--node-args", json.dumps(ORDER), "--json", "--select", "ExpressShipping"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert {t["task"] for t in json.loads(out)["tasks"]} == {"ValidateOrder", "ExpressShipping"}
+    code, out, err = run(capsys, *argv, "--run-subsequent")
+    assert code == 0, err
+    assert {t["task"] for t in json.loads(out)["tasks"]} == {"ValidateOrder", "ExpressShipping"}  # Confirm needs more
+    code, out, err = run(capsys, *argv, "--select", "ReserveStock", "--run-subsequent")
+    assert code == 0, err
+    assert {t["task"] for t in json.loads(out)["tasks"]} == {
+        "ValidateOrder",
+        "ReserveStock",
+        "ExpressShipping",
+        "Confirm",
+    }
+    code, _, err = run(capsys, "run", *CONFIG, "orderFlow", "--run-subsequent")
+    assert code == 2 and "--follow-subflows and --run-subsequent go with --select TASK" in err
+    code, _, err = run(capsys, "run", *CONFIG, "orderFlow", "--select", "Nope")
+    assert code == 2 and "selective run: 'Nope' is not a task of the configuration" in err

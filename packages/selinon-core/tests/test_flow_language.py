@@ -319,7 +319,7 @@ CHAIN = [
 def test_a_selective_run_runs_the_named_tasks_and_what_they_need(options: dict[str, Any], ran: set[str]) -> None:
     built = system([task(f"Task{i}") for i in range(1, 5)], CHAIN)
     flow_tasks.RUNS.clear()
-    result = Executor(built).run_selective("main", ["Task2"], {"x": 1}, **options)
+    result = Executor(built).run_flow_selective("main", ["Task2"], {"x": 1}, **options)
     assert result.state == "succeeded" and set(runs_per_task()) == ran
 
 
@@ -333,8 +333,8 @@ def test_a_selective_run_follows_sub_flows_when_asked() -> None:
     )
     flow_tasks.RUNS.clear()
     with pytest.raises(ConfigurationError, match="task 'X' is not run by flow 'main'"):
-        Executor(built).run_selective("main", ["X"])
-    result = Executor(built).run_selective("main", ["X"], follow_subflows=True)
+        Executor(built).run_flow_selective("main", ["X"])
+    result = Executor(built).run_flow_selective("main", ["X"], follow_subflows=True)
     assert result.state == "succeeded" and set(runs_per_task()) == {"Task1", "X"}
 
 
@@ -348,7 +348,7 @@ def test_a_selective_run_reuses_results_its_selective_run_function_names() -> No
     flow_tasks.REUSE["Task1"] = by_name(earlier)["Task1"].id
     flow_tasks.RUNS.clear()
     try:
-        result = executor.run_selective("main", ["Task2"], {"x": 2})
+        result = executor.run_flow_selective("main", ["Task2"], {"x": 2})
     finally:
         flow_tasks.REUSE.clear()
     assert result.state == "succeeded" and runs_per_task() == {"Task2": 1}

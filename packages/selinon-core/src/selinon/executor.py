@@ -107,7 +107,7 @@ class Executor:
         """Run the flow to its end and return what happened; a failed flow is a state, not an exception."""
         return self._run(flow_name, node_args, None)
 
-    def run_selective(
+    def run_flow_selective(
         self,
         flow_name: str,
         task_names: list[str],

@@ -106,7 +106,9 @@ def test_a_selective_run_runs_the_same_tasks_as_locally(shared: Cluster, run_dir
     client = shared.client()
     flow_id = client.run_flow_selective("orderFlow", ["Express"], {**order, "dir": str(run_dir / "celery")})
     on_celery = client.wait(flow_id, timeout=TIMEOUT)
-    local = Executor(shared.system()).run_selective("orderFlow", ["Express"], {**order, "dir": str(run_dir / "local")})
+    local = Executor(shared.system()).run_flow_selective(
+        "orderFlow", ["Express"], {**order, "dir": str(run_dir / "local")}
+    )
     assert on_celery.state == local.state == "succeeded"
     assert {t["task"] for t in on_celery.tasks} == {n.name for n in local.tasks()} == {"Order", "Express"}
     assert counted(run_dir / "celery") == counted(run_dir / "local") == {"Order": 1, "Express": 1}
