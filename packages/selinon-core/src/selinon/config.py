@@ -1,7 +1,9 @@
 """Loading and validating ``nodes.yaml``: the ``storages:`` and ``tasks:`` sections, in Selinon's schema.
 
 Every error is one line that names the file, the entry, the key and the fix. Environment references
-(``{NAME}``, with ``{{``/``}}`` for literal braces) are expanded here, once, for every adapter alike.
+(``{NAME}``, with ``{{``/``}}`` for literal braces) are checked here and expanded where they are used, for every
+adapter alike: a storage's configuration when the storage is built, a queue name when a message is sent. So an
+unset variable is an error for what uses it only, not for reading results of another storage.
 """
 
 from __future__ import annotations
@@ -82,10 +84,16 @@ class StorageConfig:
     cache: CacheConfig | None = None
     retry: RetryConfig = field(default_factory=RetryConfig)
     source: str = "<configuration>"
+    #: Where the configuration's ``{NAME}`` references are looked up when the storage is built.
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
 
     @property
     def where(self) -> str:
         return f"{self.source}: storage {self.name!r}"
+
+    def resolved_configuration(self) -> dict[str, Any] | list[Any]:
+        """The configuration with its environment references expanded (a new object); an unset variable raises."""
+        return expand(self.configuration, self.environ, f"{self.where}: configuration")  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         shown = secrets.mask_configuration(self.configuration)
@@ -281,11 +289,25 @@ def _storage(entry: Any, index: int, source: str, env: Mapping[str, str]) -> Sto
         name=name,
         classname=_string(entry, "classname", where) or name,
         import_path=_string(entry, "import", where),
-        configuration=expand(configuration, env, f"{where}: configuration"),
+        configuration=_checked(configuration, f"{where}: configuration"),
         cache=_cache(entry.get("cache"), where, env),
         retry=_retry(entry.get("retry"), where),
         source=source,
+        environ=env,
     )
+
+
+def _checked(value: Any, where: str) -> Any:
+    """``value`` as written, once every string in it has well-formed environment references."""
+    if isinstance(value, str):
+        check_references(value, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _checked(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _checked(item, f"{where}[{index}]")
+    return value
 
 
 def _cache(entry: Any, where: str, env: Mapping[str, str]) -> CacheConfig | None:

@@ -6,7 +6,6 @@ list and let the first call load it), then use it as a class: ``StoragePool.get_
 
 from __future__ import annotations
 
-import copy
 import importlib
 import inspect
 import os
@@ -51,7 +50,7 @@ def instantiate(storage: StorageConfig) -> Instance:
     Errors are raised outside the ``except`` blocks, so that the adapter's exception, which may hold a secret,
     is not kept as their context either."""
     cls = resolve_class(storage)
-    configuration = copy.deepcopy(storage.configuration)
+    configuration = storage.resolved_configuration()
     if isinstance(configuration, dict):
         load_plugins().hook.storage_configuration(
             storage_name=storage.name, classname=storage.classname, configuration=configuration
