@@ -255,9 +255,7 @@ def test_throttled_task_instances_start_at_least_that_far_apart() -> None:
     result = run(built, "main")
     starts = sorted(stored(node)["at"] for node in result.tasks())
     assert result.state == "succeeded" and len(starts) == 3
-    # Sent 0.3 s apart; a worker thread may take a few milliseconds to pick a task up.
-    assert all(later - earlier >= 0.25 for earlier, later in itertools.pairwise(starts))
-    assert starts[2] - starts[0] >= 0.55
+    assert all(later - earlier >= 0.29 for earlier, later in itertools.pairwise(starts))
 
 
 def test_throttled_flows_start_at_least_that_far_apart() -> None:

@@ -99,8 +99,8 @@ class Executor:
         self.system = system
         self.concurrency = concurrency
         self.on_change = on_change
-        self._tasks = runtime.TaskRunner(system)
         self._throttle = dispatcher.LocalThrottle()
+        self._tasks = runtime.TaskRunner(system, self._throttle)
         StoragePool.configure(system.configuration)
 
     def run(self, flow_name: str, node_args: Any = None) -> FlowRun:

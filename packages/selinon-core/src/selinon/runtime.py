@@ -13,7 +13,8 @@ import json
 import logging
 import pickle
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,10 +43,16 @@ class Outcome:
 
 
 class TaskRunner:
-    """Runs tries of the tasks of a :class:`System`; task classes and output schemas are resolved once, on first use."""
+    """Runs tries of the tasks of a :class:`System`; task classes and output schemas are resolved once, on first use.
 
-    def __init__(self, system: System) -> None:
+    ``throttle(key, seconds)`` returns how long to wait so that starts of ``key`` are that far apart: the first try
+    of a throttled task waits for it, so its instances start at least ``throttling:`` apart even when the one
+    before started late (dispatchers already send them that far apart, as Selinon 1.x did).
+    """
+
+    def __init__(self, system: System, throttle: Callable[[str, float], float] | None = None) -> None:
         self.system = system
+        self.throttle = throttle
         self._classes: dict[str, type[SelinonTask]] = {}
         self._validators: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -94,6 +101,8 @@ class TaskRunner:
         except ConfigurationError as exc:  # a task that cannot be resolved will not resolve on a retry either
             record_id, error_record = store_error(spec, flow_name, task_id, node_args, exc)
             return Outcome(error=describe(exc), record_id=record_id, error_record=error_record)
+        if spec.throttle and tries == 1 and self.throttle is not None:
+            time.sleep(self.throttle(f"start:task:{task_name}", spec.throttle))
         try:
             task = cls(flow_name, task_name, parent, task_id, flow_id)
             result = task.run(node_args)

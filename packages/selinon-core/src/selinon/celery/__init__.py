@@ -178,8 +178,8 @@ class CeleryFlows:
         self.system = system
         self.poll_interval = poll_interval
         self.dispatcher_queue = dispatcher_queue
-        self.runner = runtime.TaskRunner(system)
         self._local_throttle = LocalThrottle()
+        self.runner = runtime.TaskRunner(system, self.throttle)
         StoragePool.configure(system.configuration)
         # Acknowledged once done, and requeued when the worker running them dies: a message is never lost.
         options = {"bind": True, "shared": False, "acks_late": True, "reject_on_worker_lost": True}
@@ -323,6 +323,15 @@ class CeleryFlows:
         pass_number = state.get("pass", 0)
         if self._stale(task, flow_id, pass_number):
             raise Ignore()
+        if flow.throttle and pass_number == 0 and not state.get("gated"):
+            # A throttled flow starts at least its interval after the previous run started, even a late one.
+            wait = self.throttle(f"start:flow:{flow_name}", flow.throttle)
+            if wait > 0:
+                arguments = {"state": {"gated": True}, "parent": parent, "selective": selective}
+                task.apply_async(
+                    (flow_name, node_args), arguments, task_id=flow_id, queue=self.flow_queue(flow_name), countdown=wait
+                )
+                raise Ignore()
         run = FlowState(self.system, flow, flow_id, node_args, parent, selective, state.get("flow"))
         try:
             for node in run.watched():
