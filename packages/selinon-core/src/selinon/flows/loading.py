@@ -377,16 +377,10 @@ def _edge(
     condition = parse(raw.get("condition"), from_, f"{where}: condition", predicates)
     for node in sorted(condition.nodes()):
         _check_readable(node, tasks, f"{where}: condition reads the result of")
-    foreach = _foreach(raw.get("foreach"), where, to, flows)
-    if foreach is not None:
-        for node in from_:
-            if node in flows:
-                raise ConfigurationError(
-                    f"{where}: foreach: the function reads parent results, but {node!r} is a flow; start the edge "
-                    "from tasks only"
-                )
-            _check_readable(node, tasks, "foreach: the function may read the result of")
-    return Edge(from_, to, condition, foreach)
+
+    # A foreach function may read the results of the edge's parent tasks (through its storage_pool argument);
+    # whether it does is its own business, as in Selinon 1.x: a read that fails fails like a condition's.
+    return Edge(from_, to, condition, _foreach(raw.get("foreach"), where, to, flows))
 
 
 def _check_readable(node: str, tasks: dict[str, TaskSpec], what: str) -> None:
