@@ -62,7 +62,7 @@ def test_foreach_with_propagate_result_gives_each_item_to_a_sub_flow() -> None:
 
 def test_a_foreach_edge_may_start_from_a_task_without_storage() -> None:
     built = system(
-        [task("Task1", storage=None), task("Task2")],
+        [task("Task1", storage=None), task("Task2", "Parents")],
         [flow("main", START, {"from": "Task1", "to": "Task2", "foreach": foreach("items_of_args")})],
     )
     assert run(built, "main", {"items": [1, 2]}).state == "succeeded" and runs_per_task() == {"Task1": 1, "Task2": 2}
