@@ -460,3 +460,25 @@ def test_task_options_are_validated() -> None:
     with pytest.raises(ConfigurationError, match="selective_run_function: module 'flow_tasks' has no function 'nope'"):
         system([task("Task1", selective_run_function={"name": "nope", "import": "flow_tasks"})], [flow("main", START)])
     assert RUNS is flow_tasks.RUNS
+
+
+def test_a_selective_edge_runs_its_sub_flow_selectively() -> None:
+    built = system(
+        [task("Task1"), task("X"), task("Y"), task("Z")],
+        [
+            flow("main", START, {"from": "Task1", "to": "sub", "selective": {"tasks": ["X"]}}),
+            flow("sub", {"from": [], "to": ["X", "Z"]}, {"from": "X", "to": "Y"}),
+        ],
+    )
+    result = run(built, "main")
+    assert result.state == "succeeded" and runs_per_task() == {"Task1": 1, "X": 1}
+    with pytest.raises(ConfigurationError, match=r"flow 'main': edges\[1\]: selective run: task 'Task1' is not run"):
+        system(
+            [task("Task1"), task("X")],
+            [
+                flow("main", START, {"from": "Task1", "to": "sub", "selective": {"tasks": ["Task1"]}}),
+                flow("sub", {"from": [], "to": "X"}),
+            ],
+        )
+    with pytest.raises(ConfigurationError, match="selective: a selective run starts one sub-flow"):
+        system([task("Task1"), task("X")], [flow("main", START, {"from": "Task1", "to": "X", "selective": {}})])

@@ -289,7 +289,7 @@ class FlowState:
                     continue
                 key = f"{index}/{'/'.join(ids)}/{number}/{position}/{name}"
                 node_args = item if forced else self.node_args
-                self._start(name, key, node_args, parent, starts, throttle, forced_args=forced)
+                self._start(name, key, node_args, parent, starts, throttle, forced_args=forced, edge=index)
         return True
 
     def _parent_of(self, names: tuple[str, ...], ids: tuple[str, ...]) -> dict[str, Any]:
@@ -316,6 +316,7 @@ class FlowState:
         throttle: Throttle,
         fallback: bool = False,
         forced_args: bool = False,
+        edge: int | None = None,
     ) -> None:
         # Derived, not random: a look that is redone from the same state starts the same ids.
         node_id = str(uuid.uuid5(_NAMESPACE, f"{self.flow_id}/{key}"))
@@ -335,7 +336,11 @@ class FlowState:
                 propagate = self.flow.propagates_to(name)
                 node_args = node_args if propagate else None
             share = covers(self.flow.propagate_parent_failures if fallback else self.flow.propagate_parent, name)
-            start = Start(name, node_id, "flow", node_args, parent if share else {}, None, self._selective_for(name))
+            selective = self._selective_for(name)
+            on_edge = None if edge is None else self.flow.edges[edge].selective
+            if on_edge is not None:  # an edge that runs its sub-flow selectively
+                selective = selective_run(self.system, name, **on_edge)
+            start = Start(name, node_id, "flow", node_args, parent if share else {}, None, selective)
             interval = self.system.flows[name].throttle
         else:
             record["parent"] = parent
@@ -457,13 +462,17 @@ def _merge(target: dict[str, Any], source: dict[str, Any]) -> None:
 
 
 def selective_run(
-    system: System, flow_name: str, task_names: list[str], follow_subflows: bool = False, run_subsequent: bool = False
+    system: System,
+    flow_name: str,
+    task_names: list[str],
+    follow_subflows: bool = False,
+    run_subsequent: bool | list[str] = False,
 ) -> dict[str, Any]:
     """What a selective run of ``flow_name`` starts: per flow, edge index -> the nodes it starts.
 
     Only the named tasks run, with what they need (every node on a path from the start to them); with
-    ``run_subsequent`` also what follows them; with ``follow_subflows``, sub-flows that hold a named task run
-    selectively too (other sub-flows on the way run whole).
+    ``run_subsequent`` (true, or the flows where it applies) also what follows them; with ``follow_subflows``,
+    sub-flows that hold a named task run selectively too (other sub-flows on the way run whole).
     """
     from selinon.errors import ConfigurationError
 
@@ -507,7 +516,7 @@ def selective_run(
                     chosen.setdefault(index, set()).update(wanted)
                     needed.update(edge.from_)
                     changed = True
-        if run_subsequent:
+        if run_subsequent is True or (isinstance(run_subsequent, list) and f in run_subsequent):
             done = set(names) | (targets - set(system.tasks))
             changed = True
             while changed:

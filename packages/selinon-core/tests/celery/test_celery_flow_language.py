@@ -112,3 +112,7 @@ def test_a_selective_run_runs_the_same_tasks_as_locally(shared: Cluster, run_dir
     assert on_celery.state == local.state == "succeeded"
     assert {t["task"] for t in on_celery.tasks} == {n.name for n in local.tasks()} == {"Order", "Express"}
     assert counted(run_dir / "celery") == counted(run_dir / "local") == {"Order": 1, "Express": 1}
+    # An edge that runs its sub-flow selectively: predicateFlow would run Audit too.
+    on_celery, local = both(shared, run_dir / "edge", "pickFlow", order=7, items=ITEMS, express=True)
+    assert on_celery.state == local.state == "succeeded", on_celery.error
+    assert {t["task"] for t in on_celery.tasks} == {n.name for n in local.tasks()} == {"Order", "Express"}

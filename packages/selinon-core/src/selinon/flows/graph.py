@@ -55,6 +55,9 @@ class Edge:
     to: tuple[str, ...]
     condition: Condition = ALWAYS
     foreach: Foreach | None = None
+    #: ``selective:`` of an edge to one sub-flow: it runs selectively (``task_names``, ``follow_subflows``,
+    #: ``run_subsequent``, the arguments of :func:`selinon.dispatcher.selective_run`).
+    selective: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,8 @@ FLOW_KEYS = (
     "sampling",
     *PROPAGATE_KEYS,
 )
-EDGE_KEYS = ("from", "to", "condition", "foreach")
+EDGE_KEYS = ("from", "to", "condition", "foreach", "selective")
+SELECTIVE_KEYS = ("tasks", "follow_subflows", "run_subsequent")
 FOREACH_KEYS = ("import", "function", "propagate_result")
 FAILURE_KEYS = ("nodes", "fallback", "condition")
 SAMPLING_KEYS = ("name", "import", "args")
@@ -149,7 +150,22 @@ def _system(
         )
     }
     check_recursion(flows)
-    return System(configuration, tasks, flows, environ)
+    system = System(configuration, tasks, flows, environ)
+    check_selective(system)
+    return system
+
+
+def check_selective(system: System) -> None:
+    """Every selective edge reaches the tasks it names."""
+    from selinon.dispatcher import selective_run
+
+    for flow in system.flows.values():
+        for index, edge in enumerate(flow.edges):
+            if edge.selective is not None:
+                try:
+                    selective_run(system, edge.to[0], **edge.selective)
+                except ConfigurationError as exc:
+                    raise ConfigurationError(f"{flow.where}: edges[{index}]: {exc}") from None
 
 
 def _task_spec(task: TaskConfig) -> TaskSpec:
@@ -380,7 +396,39 @@ def _edge(
 
     # A foreach function may read the results of the edge's parent tasks (through its storage_pool argument);
     # whether it does is its own business, as in Selinon 1.x: a read that fails fails like a condition's.
-    return Edge(from_, to, condition, _foreach(raw.get("foreach"), where, to, flows))
+    foreach = _foreach(raw.get("foreach"), where, to, flows)
+    return Edge(from_, to, condition, foreach, _selective(raw.get("selective"), where, to, tasks, flows))
+
+
+def _selective(
+    raw: Any, where: str, to: tuple[str, ...], tasks: dict[str, TaskSpec], flows: dict[str, str]
+) -> dict[str, Any] | None:
+    """``selective:`` of an edge: its one destination, a sub-flow, runs only the named tasks (checked later, with
+    every flow known, by :func:`check_selective`)."""
+    if raw is None:
+        return None
+    at = f"{where}: selective"
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{at}: must be a mapping such as {{tasks: [Task1], run_subsequent: false}}")
+    for key in raw:
+        if key not in SELECTIVE_KEYS:
+            raise ConfigurationError(f"{at}: unknown key {key!r}; {_suggest(str(key), SELECTIVE_KEYS)}")
+    if len(to) != 1 or to[0] not in flows:
+        raise ConfigurationError(f"{at}: a selective run starts one sub-flow; `to:` must name exactly one flow")
+    names = raw.get("tasks")
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n in tasks for n in names):
+        raise ConfigurationError(f"{at}: `tasks:` must name the tasks to run (tasks of the configuration)")
+    follow = raw.get("follow_subflows", False)
+    if not isinstance(follow, bool):
+        raise ConfigurationError(f"{at}: `follow_subflows:` must be true or false")
+    subsequent = raw.get("run_subsequent", False)
+    if not isinstance(subsequent, bool) and not (
+        isinstance(subsequent, list) and all(isinstance(n, str) and n in flows for n in subsequent)
+    ):
+        raise ConfigurationError(f"{at}: `run_subsequent:` must be true, false or a list of flow names")
+    return {"task_names": names, "follow_subflows": follow, "run_subsequent": subsequent}
 
 
 def _check_readable(node: str, tasks: dict[str, TaskSpec], what: str) -> None:
