@@ -293,18 +293,25 @@ class FlowState:
         return True
 
     def _parent_of(self, names: tuple[str, ...], ids: tuple[str, ...]) -> dict[str, Any]:
-        """The ``parent`` of nodes an edge starts: task name -> id; a finished sub-flow -> its nodes with
-        ``propagate_finished`` (nested by sub-flow) or ``propagate_compound_finished`` (flat), else its flow id."""
-        parent: dict[str, Any] = {}
-        for name, node_id in zip(names, ids, strict=True):
-            summary = self._by_id[node_id].get("summary") if name in self.system.flows else None
-            if summary is not None and covers(self.flow.propagate_compound_finished, name):
-                parent[name] = _tree(summary, "finished", compound=True)
-            elif summary is not None and covers(self.flow.propagate_finished, name):
-                parent[name] = _tree(summary, "finished", compound=False)
-            else:
-                parent[name] = node_id
-        return parent
+        """The ``parent`` of the nodes an edge starts (see :meth:`_parent_entry`)."""
+        return {name: self._parent_entry(name, node_id, "finished") for name, node_id in zip(names, ids, strict=True)}
+
+    def _parent_entry(self, name: str, node_id: str, key: str) -> Any:
+        """What ``parent`` holds for a parent node: a task's id; for a sub-flow, its ``key`` ("finished" or
+        "failed") tasks with the ``propagate_*`` option for them (nested by sub-flow, or compound: flat), else its
+        flow id."""
+        summary = self._by_id[node_id].get("summary")
+        if summary is None:
+            return node_id
+        flow = self.flow
+        plain, compound = (
+            (flow.propagate_finished, flow.propagate_compound_finished)
+            if key == "finished"
+            else (flow.propagate_failures, flow.propagate_compound_failures)
+        )
+        if covers(compound, name) or covers(plain, name):
+            return _tree(summary, key, compound=covers(compound, name))
+        return node_id
 
     def _start(
         self,
@@ -414,19 +421,8 @@ class FlowState:
                     del self.failed[name]
 
     def _failed_parent(self, combination: tuple[str, ...]) -> dict[str, Any]:
-        """The ``parent`` of fallbacks: failed task -> its id; a failed sub-flow -> its failed nodes with
-        ``propagate_failures`` (nested) or ``propagate_compound_failures`` (flat), else its flow id."""
-        parent: dict[str, Any] = {}
-        for name in combination:
-            node_id = self.failed[name][0]
-            summary = self._by_id[node_id].get("summary")
-            if summary is not None and covers(self.flow.propagate_compound_failures, name):
-                parent[name] = _tree(summary, "failed", compound=True)
-            elif summary is not None and covers(self.flow.propagate_failures, name):
-                parent[name] = _tree(summary, "failed", compound=False)
-            else:
-                parent[name] = node_id
-        return parent
+        """The ``parent`` of fallbacks: the failed nodes, each as :meth:`_parent_entry` gives it."""
+        return {name: self._parent_entry(name, self.failed[name][0], "failed") for name in combination}
 
 
 def _no_result(name: str) -> Any:

@@ -305,6 +305,12 @@ def _flow(
     return flow
 
 
+def _known_keys(mapping: dict[str, Any], keys: tuple[str, ...], where: str) -> None:
+    for key in mapping:
+        if key not in keys:
+            raise ConfigurationError(f"{where}: unknown key {key!r}; {_suggest(str(key), keys)}")
+
+
 def _overlap(plain: Propagate, compound: Propagate, subflows: set[str]) -> list[str]:
     def names(option: Propagate) -> set[str]:
         return set(subflows) if option is True else set(option or ())
@@ -344,9 +350,7 @@ def _failures(
         at = f"{where}: failures[{index}]"
         if not isinstance(item, dict):
             raise ConfigurationError(f"{at}: must be a mapping such as {{nodes: [Task1], fallback: [Fallback1]}}")
-        for key in item:
-            if key not in FAILURE_KEYS:
-                raise ConfigurationError(f"{at}: unknown key {key!r}; {_suggest(str(key), FAILURE_KEYS)}")
+        _known_keys(item, FAILURE_KEYS, at)
         for key in ("nodes", "fallback"):
             if item.get(key) in (None, [], ""):
                 raise ConfigurationError(f"{at}: `{key}:` is missing; name the node(s)")
@@ -381,9 +385,7 @@ def _edge(
 ) -> Edge:
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{where}: must be a mapping such as {{from: Task1, to: Task2}}")
-    for key in raw:
-        if key not in EDGE_KEYS:
-            raise ConfigurationError(f"{where}: unknown key {key!r}; {_suggest(str(key), EDGE_KEYS)}")
+    _known_keys(raw, EDGE_KEYS, where)
     if "to" not in raw:
         raise ConfigurationError(f"{where}: `to:` is missing; name the node(s) this edge starts")
     from_ = _names(raw.get("from"), "from", where, known)
@@ -410,9 +412,7 @@ def _selective(
     at = f"{where}: selective"
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{at}: must be a mapping such as {{tasks: [Task1], run_subsequent: false}}")
-    for key in raw:
-        if key not in SELECTIVE_KEYS:
-            raise ConfigurationError(f"{at}: unknown key {key!r}; {_suggest(str(key), SELECTIVE_KEYS)}")
+    _known_keys(raw, SELECTIVE_KEYS, at)
     if len(to) != 1 or to[0] not in flows:
         raise ConfigurationError(f"{at}: a selective run starts one sub-flow; `to:` must name exactly one flow")
     names = raw.get("tasks")
@@ -452,9 +452,7 @@ def _foreach(raw: Any, where: str, to: tuple[str, ...], flows: dict[str, str]) -
     at = f"{where}: foreach"
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{at}: must be a mapping such as {{import: myapp.foreach, function: items}}")
-    for key in raw:
-        if key not in FOREACH_KEYS:
-            raise ConfigurationError(f"{at}: unknown key {key!r}; {_suggest(str(key), FOREACH_KEYS)}")
+    _known_keys(raw, FOREACH_KEYS, at)
     function = _function(raw.get("import"), raw.get("function"), at, "function")
     propagate = raw.get("propagate_result", False)
     if not isinstance(propagate, bool):
@@ -492,9 +490,7 @@ def _named_function(raw: Any, where: str) -> Callable[..., Any]:
     """``{name, import}``, as Selinon 1.x's ``selective_run_function``; ``always_run`` needs no import."""
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{where}: must be a mapping such as {{name: reuse_result, import: myapp.selective}}")
-    for key in raw:
-        if key not in FUNCTION_KEYS:
-            raise ConfigurationError(f"{where}: unknown key {key!r}; {_suggest(str(key), FUNCTION_KEYS)}")
+    _known_keys(raw, FUNCTION_KEYS, where)
     if raw.get("import") in (None, "selinon.routines") and raw.get("name", "always_run") == "always_run":
         return always_run
     return _function(raw.get("import"), raw.get("name"), where, "name")
@@ -511,9 +507,7 @@ def _sampling(raw: Any, where: str) -> Sampling | None:
     at = f"{where}: sampling"
     if not isinstance(raw, dict):
         raise ConfigurationError(f"{at}: must be a mapping such as {{name: constant, args: {{retry: 2}}}}")
-    for key in raw:
-        if key not in SAMPLING_KEYS:
-            raise ConfigurationError(f"{at}: unknown key {key!r}; {_suggest(str(key), SAMPLING_KEYS)}")
+    _known_keys(raw, SAMPLING_KEYS, at)
     name = raw.get("name")
     module = raw.get("import")
     if module in (None, "selinon.strategies"):
@@ -559,9 +553,8 @@ def _throttling(raw: Any, where: str) -> float | None:
     at = f"{where}: throttling"
     if not isinstance(raw, dict) or not raw:
         raise ConfigurationError(f"{at}: must be a mapping of times such as {{seconds: 10}} or {{minutes: 1}}")
+    _known_keys(raw, THROTTLING_KEYS, at)
     for key, value in raw.items():
-        if key not in THROTTLING_KEYS:
-            raise ConfigurationError(f"{at}: unknown key {key!r}; {_suggest(str(key), THROTTLING_KEYS)}")
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ConfigurationError(f"{at}: `{key}:` must be a number, 0 or more, not {value!r}")
     seconds = datetime.timedelta(**raw).total_seconds()
