@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from celery_tasks import runs
-from conftest import Cluster
+from conftest import REDIS, Cluster
 
 from selinon.executor import Executor, FlowRun
 from selinon.pool import StoragePool
@@ -98,6 +99,8 @@ def test_a_throttled_task_starts_at_least_its_interval_apart_on_its_default_queu
     for starts in (results(on_celery, "Tick"), local_results(local, "Tick")):
         at = sorted(r["at"] for r in starts)
         assert len(at) == 3 and at[1] - at[0] >= 0.95 and at[2] - at[1] >= 0.95, at
+    # The workers' processes shared one clock: a key of the Redis result backend.
+    assert redis.Redis.from_url(REDIS).exists(f"{shared.tag}celery-task-meta-selinon-throttle:start:task:Tick")
 
 
 def test_a_selective_run_runs_the_same_tasks_as_locally(shared: Cluster, run_dir: Path) -> None:

@@ -259,10 +259,11 @@ class CeleryFlows:
     def throttle(self, key: str, interval: float) -> float:
         """Seconds to wait before starting ``key`` so that its starts are ``interval`` apart, across every worker
         of a Redis result backend (a short lock there); within this process for other backends."""
-        client = getattr(self.app.backend, "client", None)
-        if client is None or not hasattr(self.app.backend, "get_key_for_task"):
+        backend = self.app.backend
+        if type(backend).__name__ not in ("RedisBackend", "SentinelBackend"):
             return self._local_throttle(key, interval)
-        name = self.app.backend.get_key_for_task(f"selinon-throttle:{key}")
+        client = backend.client
+        name = backend.get_key_for_task(f"selinon-throttle:{key}")  # bytes, with the backend's key prefix
         lock, token = name + b":lock", uuid.uuid4().hex
         deadline = time.monotonic() + 10
         while not client.set(lock, token, nx=True, px=5000):
