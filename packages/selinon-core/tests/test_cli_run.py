@@ -173,3 +173,19 @@ def test_run_selected_tasks_only(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 2 and "--follow-subflows and --run-subsequent go with --select TASK" in err
     code, _, err = run(capsys, "run", *CONFIG, "orderFlow", "--select", "Nope")
     assert code == 2 and "selective run: 'Nope' is not a task of the configuration" in err
+
+
+def test_results_of_one_storage_need_no_variable_of_another(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(
+        "storages:\n"
+        "  - {name: Here, classname: Filesystem, configuration: {path: here}}\n"
+        "  - {name: Elsewhere, classname: Filesystem, configuration: {path: '/{SELINON_TEST_NEVER_SET}/x'}}\n"
+        "tasks:\n"
+        "  - {name: Local, storage: Here}\n"
+        "  - {name: Remote, storage: Elsewhere}\n"
+    )
+    code, _, err = run(capsys, "results", "get", "-c", str(nodes), "Local", "some-id")
+    assert code == 1 and "no result of task Local with id some-id" in err
+    code, _, err = run(capsys, "results", "get", "-c", str(nodes), "Remote", "some-id")
+    assert code == 2 and "storage 'Elsewhere': configuration.path: environment variable SELINON_TEST_NEVER_SET" in err
