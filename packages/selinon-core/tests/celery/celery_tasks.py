@@ -150,3 +150,10 @@ def count_down(storage_pool: Any, node_args: Any) -> list[Any]:
     """foreach of a recursive flow: the next level while ``n`` is above 0."""
     n = storage_pool.get("Step")["n"]
     return [{"dir": node_args["dir"], "n": n - 1}] if n > 0 else []
+
+
+class Stamp(Recorded):
+    """Returns when it started; not throttled itself (its flow is)."""
+
+    def work(self, node_args: Any) -> Any:
+        return {"at": time.time()}

@@ -88,7 +88,7 @@ def test_fallbacks_eager_failures_propagation_and_recursion_as_locally(shared: C
     assert sorted(r["n"] for r in local_results(looped_locally, "Step")) == [0, 1, 2]
 
 
-def test_a_throttled_task_starts_at_least_its_interval_apart_on_its_default_queue(
+def test_throttled_tasks_and_flows_start_at_least_their_interval_apart_on_default_queues(
     shared: Cluster, run_dir: Path
 ) -> None:
     client = shared.client()
@@ -99,6 +99,11 @@ def test_a_throttled_task_starts_at_least_its_interval_apart_on_its_default_queu
     for starts in (results(on_celery, "Tick"), local_results(local, "Tick")):
         at = sorted(r["at"] for r in starts)
         assert len(at) == 3 and at[1] - at[0] >= 0.95 and at[2] - at[1] >= 0.95, at
+    paced, paced_locally = both(shared, run_dir / "paced", "twiceFlow")
+    assert paced.state == paced_locally.state == "succeeded"
+    for starts in (results(paced, "Stamp"), local_results(paced_locally, "Stamp")):
+        at = sorted(r["at"] for r in starts)
+        assert len(at) == 2 and at[1] - at[0] >= 0.95, at
     # The workers' processes shared one clock: a key of the Redis result backend.
     assert redis.Redis.from_url(REDIS).exists(f"{shared.tag}celery-task-meta-selinon-throttle:start:task:Tick")
 
