@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -100,3 +101,57 @@ class Number(Recorded):
 class NotATask:
     def run(self, node_args: Any) -> Any:
         return None
+
+
+class Clock(Recorded):
+    """Returns when it started (wall clock), for throttling tests."""
+
+    def work(self, node_args: Any) -> Any:
+        return {"at": time.time()}
+
+
+class Countdown(Recorded):
+    """Returns its node arguments' ``n``: a recursive flow counts down with it."""
+
+    def work(self, node_args: Any) -> Any:
+        return {"n": node_args["n"]}
+
+
+class Parents(Recorded):
+    """Returns the parent mapping it was given (ids, or sub-flows' tasks nested under their names)."""
+
+    def work(self, node_args: Any) -> Any:
+        return {"parent": self.parent, "args": node_args}
+
+
+def items_of_args(storage_pool: Any, node_args: Any) -> list[Any]:
+    """foreach: the node arguments' ``items``."""
+    return list(node_args["items"])
+
+
+def items_of_parent(storage_pool: Any, node_args: Any) -> list[Any]:
+    """foreach: one item per entry of the parent Task1's result ``items``, as sub-flow node arguments."""
+    return [{"item": item} for item in storage_pool.get("Task1")["args"]["items"]]
+
+
+def count_down(storage_pool: Any, node_args: Any) -> list[Any]:
+    """foreach: the next level of a recursive flow, while ``n`` is above 0."""
+    n = storage_pool.get("Step")["n"]
+    return [{"n": n - 1}] if n > 0 else []
+
+
+#: Task name -> the task id a selective run reuses instead of running the task.
+REUSE: dict[str, str] = {}
+
+
+def reuse_known(flow_name: str, node_name: str, node_args: Any, task_names: list[str], storage_pool: Any) -> Any:
+    """selective_run_function: reuse the result recorded in REUSE, if any."""
+    return REUSE.get(node_name)
+
+
+class Sleep(Recorded):
+    """Takes a third of a second."""
+
+    def work(self, node_args: Any) -> Any:
+        time.sleep(0.3)
+        return {"slept": True}

@@ -113,3 +113,11 @@ class Flaky(InMemoryStorage):
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         self._maybe_fail(lambda: super(Flaky, self).delete(flow_name, task_name, task_id))
+
+
+class NeedsPath(InMemoryStorage):
+    """An adapter with a required option."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(json=True)
+        self.path = path

@@ -50,7 +50,7 @@ def test_plugins_show(capsys: pytest.CaptureFixture[str]) -> None:
         {"name": "json", "required": False, "default": False, "secret": False},
     ]
     code, out, _ = run(capsys, "plugins", "show", "Filesystem")
-    assert "path: required" in out
+    assert "path: default None" in out  # the working directory, as in Selinon 1.x
 
 
 def test_plugins_show_unknown(capsys: pytest.CaptureFixture[str]) -> None:

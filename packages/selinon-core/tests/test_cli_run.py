@@ -183,3 +183,41 @@ def test_results_get_prints_only_json(capsys: pytest.CaptureFixture[str], tmp_pa
     code, out, err = run(capsys, "results", "get", "-c", _nodes(tmp_path, str(results)), "T", "old")
     assert code == 1 and out == ""
     assert err == "selinon: cannot print the result of task T (old) as JSON: result['x'][1]: nan is not a JSON number; store None or a string in its place\n"  # fmt: skip
+
+
+def test_run_selected_tasks_only(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["run", *CONFIG, "orderFlow", "--node-args", json.dumps(ORDER), "--json", "--select", "ExpressShipping"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert {t["task"] for t in json.loads(out)["tasks"]} == {"ValidateOrder", "ExpressShipping"}
+    code, out, err = run(capsys, *argv, "--run-subsequent")
+    assert code == 0, err
+    assert {t["task"] for t in json.loads(out)["tasks"]} == {"ValidateOrder", "ExpressShipping"}  # Confirm needs more
+    code, out, err = run(capsys, *argv, "--select", "ReserveStock", "--run-subsequent")
+    assert code == 0, err
+    assert {t["task"] for t in json.loads(out)["tasks"]} == {
+        "ValidateOrder",
+        "ReserveStock",
+        "ExpressShipping",
+        "Confirm",
+    }
+    code, _, err = run(capsys, "run", *CONFIG, "orderFlow", "--run-subsequent")
+    assert code == 2 and "--follow-subflows and --run-subsequent go with --select TASK" in err
+    code, _, err = run(capsys, "run", *CONFIG, "orderFlow", "--select", "Nope")
+    assert code == 2 and "selective run: 'Nope' is not a task of the configuration" in err
+
+
+def test_results_of_one_storage_need_no_variable_of_another(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    nodes = tmp_path / "nodes.yaml"
+    nodes.write_text(
+        "storages:\n"
+        "  - {name: Here, classname: Filesystem, configuration: {path: here}}\n"
+        "  - {name: Elsewhere, classname: Filesystem, configuration: {path: '/{SELINON_TEST_NEVER_SET}/x'}}\n"
+        "tasks:\n"
+        "  - {name: Local, storage: Here}\n"
+        "  - {name: Remote, storage: Elsewhere}\n"
+    )
+    code, _, err = run(capsys, "results", "get", "-c", str(nodes), "Local", "some-id")
+    assert code == 1 and "no result of task Local with id some-id" in err
+    code, _, err = run(capsys, "results", "get", "-c", str(nodes), "Remote", "some-id")
+    assert code == 2 and "storage 'Elsewhere': configuration.path: environment variable SELINON_TEST_NEVER_SET" in err

@@ -9,6 +9,7 @@ import pytest
 
 from selinon import ConfigurationError
 from selinon.config import load
+from selinon.pool import instantiate
 
 
 def write(tmp_path: Path, text: str, name: str = "nodes.yaml") -> Path:
@@ -80,18 +81,28 @@ def test_environment_references(tmp_path: Path) -> None:
         """,
     )
     config = load(path, environ={"DEPLOYMENT_PREFIX": "prod"})
-    assert config.storages["S"].configuration == {
+    assert config.storages["S"].configuration["path"] == "/data/{DEPLOYMENT_PREFIX}/results"  # expanded when built
+    assert config.storages["S"].resolved_configuration() == {
         "path": "/data/prod/results",
         "nested": {"list": ["prod-x", 1]},
         "literal": "{not a reference}",
     }
-    assert config.tasks["T"].options["queue"] == "prod_queue"
+    assert config.tasks["T"].options["queue"] == "{DEPLOYMENT_PREFIX}_queue"  # expanded when a message is sent
 
 
 def test_missing_environment_variable_names_it(tmp_path: Path) -> None:
-    path = write(tmp_path, "storages: [{name: S, configuration: {path: '/x/{NOT_SET_ANYWHERE}'}}]")
+    path = write(
+        tmp_path,
+        """
+        storages:
+          - {name: S, classname: Filesystem, configuration: {path: '/x/{NOT_SET_ANYWHERE}'}}
+          - {name: Other, classname: InMemoryStorage}
+        """,
+    )
+    config = load(path, environ={})  # loading, and using another storage, need not the variable
+    assert instantiate(config.storages["Other"]).adapter is not None
     with pytest.raises(ConfigurationError) as error:
-        load(path, environ={})
+        instantiate(config.storages["S"])
     assert str(error.value) == (
         f"{path}: storage 'S': configuration.path: environment variable NOT_SET_ANYWHERE is not set; "
         "set it or change the option"
@@ -159,10 +170,13 @@ def test_stray_brace_is_explained(tmp_path: Path) -> None:
             "task 'T': both `storage_read_only:` and `storage_readonly:` (its Selinon 1.x spelling) are set; keep one",
         ),
         (
-            "global: {default_task_queue: tasks}",
-            "global: default_task_queue: this version of Selinon does not support `default_task_queue:` yet; remove it",
+            "global: {default_task_queue: 3}",
+            "global: default_task_queue: must be a queue name such as 'tasks', not a number",
         ),
-        ("global: {default_dispatcher_queue: d}", "global: default_dispatcher_queue: this version of Selinon does not"),
+        (
+            "global: {default_dispatcher_queue: '{bad name}'}",
+            "global: default_dispatcher_queue: '{bad name}' is not an environment reference such as {DEPLOYMENT_PREFIX}",
+        ),
         ("global: {migration_dir: migrations}", "global: migration_dir: this version of Selinon does not support"),
         (
             "global: {trace: true}",
@@ -243,3 +257,24 @@ def test_repr_hides_secrets(tmp_path: Path) -> None:
     for text in (repr(storage), str(storage)):
         assert "hunter2" not in text
         assert "postgresql://user:***@db/x" in text
+
+
+def test_selinon_1x_cache_size_and_filesystem_path_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(
+        tmp_path,
+        """
+        storages:
+          - name: Here
+            classname: Filesystem
+            configuration: {path: null}
+            cache: {name: LRU, configuration: {max_cache_size: 20}}
+          - name: NoCache
+            classname: InMemoryStorage
+            cache: {name: FIFO, configuration: {max_cache_size: 0}}
+        """,
+    )
+    config = load(path)
+    assert config.storages["Here"].cache is not None and config.storages["Here"].cache.configuration == {"size": 20}
+    assert config.storages["NoCache"].cache is None  # Selinon 1.x: a cache of size 0 keeps nothing
+    monkeypatch.chdir(tmp_path)
+    assert str(instantiate(config.storages["Here"]).adapter.path) == str(tmp_path)

@@ -148,7 +148,11 @@ W = "flows.yaml: flow 'main'"
         ),
         ([flow("main", {"from": "Task1", "to": "Task2"})], f"{W}: no starting edge; add one with an empty `from:`"),
         ([flow("main")], f"{W}: `edges:` must be a non-empty list"),
-        ([flow("main", START, failures=[])], f"{W}: `failures:` is not supported by this runtime; remove it"),
+        ([flow("main", START, failures={})], f"{W}: `failures:` must be a list of {{nodes: [...], fallback: [...]}}"),
+        (
+            [flow("main", START, cache_config={})],
+            f"{W}: `cache_config:` is not a Selinon flow option; did you mean `cache:`?",
+        ),
         ([flow("main", START, max_retries=1)], f"{W}: unknown key 'max_retries'; did you mean 'max_retry'?"),
         ([flow("main", START, max_retry=-1)], f"{W}: `max_retry:` must be a whole number, 0 or more, not -1"),
         (
@@ -161,15 +165,15 @@ W = "flows.yaml: flow 'main'"
         ),
         (
             [flow("main", START, propagate_node_args=["Task1"])],
-            f"{W}: `propagate_node_args:` names 'Task1', which is not a sub-flow of this flow; its sub-flows: none",
+            f"{W}: `propagate_node_args:` names 'Task1', which is not among the sub-flows this flow starts; they are: none",
         ),
         (
-            [flow("main", START, propagate_node_args="yes")],
-            f"{W}: `propagate_node_args:` must be true, false or a list",
+            [flow("main", START, propagate_node_args=3)],
+            f"{W}: `propagate_node_args:` must be true, false, or a list of node names",
         ),
         (
             [flow("main", {"from": [], "to": "Task1", "foreach": {}})],
-            f"{W}: edges[0]: `foreach:` is not supported by this runtime",
+            f"{W}: edges[0]: foreach: `import:` is missing; name the module that defines the function",
         ),
         ([flow("main", {"from": [], "too": "Task1"})], f"{W}: edges[0]: unknown key 'too'; did you mean 'to'?"),
         (
@@ -233,7 +237,7 @@ W = "flows.yaml: flow 'main'"
         ),
         ([flow("main", {"from": []})], f"{W}: edges[0]: `to:` is missing"),
         ([flow("main", {"from": [], "to": []})], f"{W}: edges[0]: `to:` is empty"),
-        ([flow("main", {"from": [], "to": ["Task1", "Task1"]})], f"{W}: edges[0]: `to:` lists a node twice"),
+        ([flow("main", {"from": ["Task1", "Task1"], "to": "Task2"})], f"{W}: edges[0]: `from:` lists a node twice"),
         ([flow("main", {"from": [], "to": 3})], f"{W}: edges[0]: `to:` must be a node name or a list of node names"),
         (
             [flow("main", START), flow("main", START)],
@@ -241,7 +245,10 @@ W = "flows.yaml: flow 'main'"
         ),
         ([flow("Task1", START)], "flows.yaml: flow 'Task1' has the name of a task; rename one of them"),
         ([{"edges": []}], "flows.yaml: flow-definitions[0]: `name:` is missing; add it"),
-        ([flow("main", {"to": "sub"}), flow("sub", {"to": "main"})], "flows run each other in a loop"),
+        (
+            [flow("main", {"to": "sub"}), flow("sub", {"to": "main"})],
+            "flows.yaml: flow 'main': flows start each other in a loop with no way out (main -> sub -> main",
+        ),
     ],
 )
 def test_flow_errors(definitions: list[dict[str, Any]], message: str) -> None:

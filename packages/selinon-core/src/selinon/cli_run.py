@@ -89,6 +89,22 @@ def _report(root: FlowRun) -> dict[str, Any]:
     }
 
 
+SELECT = click.option(
+    "--select", multiple=True, metavar="TASK", help="Run only this task and what it needs (repeat for several)."
+)
+FOLLOW_SUBFLOWS = click.option(
+    "--follow-subflows",
+    is_flag=True,
+    help="With --select: look for the tasks in sub-flows too, and run those selectively.",
+)
+RUN_SUBSEQUENT = click.option("--run-subsequent", is_flag=True, help="With --select: also run what follows the tasks.")
+
+
+def selective_options(select: tuple[str, ...], follow_subflows: bool, run_subsequent: bool) -> None:
+    if (follow_subflows or run_subsequent) and not select:
+        raise click.UsageError("--follow-subflows and --run-subsequent go with --select TASK")
+
+
 @click.command("run")
 @CONFIG
 @click.argument("flow")
@@ -97,10 +113,23 @@ def _report(root: FlowRun) -> dict[str, Any]:
 )
 @click.option("--concurrency", default=4, show_default=True, type=click.IntRange(min=1), help="Worker threads.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def run(files: tuple[str, ...], flow: str, node_args: Any, concurrency: int, as_json: bool) -> None:
+@SELECT
+@FOLLOW_SUBFLOWS
+@RUN_SUBSEQUENT
+def run(
+    files: tuple[str, ...],
+    flow: str,
+    node_args: Any,
+    concurrency: int,
+    as_json: bool,
+    select: tuple[str, ...],
+    follow_subflows: bool,
+    run_subsequent: bool,
+) -> None:
     """Run FLOW in this process and store its results; exit 1 if the flow failed.
 
     The directory of each configuration file is put on the Python path, so `import:` may name a module beside it.
+    With --select, only the named tasks run, with what they need.
     """
     from selinon import flows
     from selinon.executor import Executor
@@ -115,8 +144,13 @@ def run(files: tuple[str, ...], flow: str, node_args: Any, concurrency: int, as_
     messages = _Messages(progress)
     logger = logging.getLogger("selinon.executor")
     logger.addHandler(messages)
+    selective_options(select, follow_subflows, run_subsequent)
     try:
-        root = Executor(system, concurrency, on_change=progress).run(flow, node_args)
+        executor = Executor(system, concurrency, on_change=progress)
+        if select:
+            root = executor.run_flow_selective(flow, list(select), node_args, follow_subflows, run_subsequent)
+        else:
+            root = executor.run(flow, node_args)
     finally:
         logger.removeHandler(messages)
         if progress:

@@ -1,7 +1,9 @@
 """Loading and validating ``nodes.yaml``: the ``storages:`` and ``tasks:`` sections, in Selinon's schema.
 
 Every error is one line that names the file, the entry, the key and the fix. Environment references
-(``{NAME}``, with ``{{``/``}}`` for literal braces) are expanded here, once, for every adapter alike.
+(``{NAME}``, with ``{{``/``}}`` for literal braces) are checked here and expanded where they are used, for every
+adapter alike: a storage's configuration when the storage is built, a queue name when a message is sent. So an
+unset variable is an error for what uses it only, not for reading results of another storage.
 """
 
 from __future__ import annotations
@@ -41,8 +43,8 @@ TASK_KEYS = (
 
 #: ``global:`` keys that work; the others Selinon 1.x knew are refused with a line that says they are not supported
 #: yet, so that a configuration never relies on a key that does nothing.
-GLOBAL_KEYS = ("predicates_module", "trace")
-GLOBAL_NOT_YET = ("default_task_queue", "default_dispatcher_queue", "migration_dir")
+GLOBAL_KEYS = ("predicates_module", "trace", "default_task_queue", "default_dispatcher_queue")
+GLOBAL_NOT_YET = ("migration_dir",)
 
 _REFERENCE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -81,10 +83,16 @@ class StorageConfig:
     cache: CacheConfig | None = None
     retry: RetryConfig = field(default_factory=RetryConfig)
     source: str = "<configuration>"
+    #: Where the configuration's ``{NAME}`` references are looked up when the storage is built.
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False, compare=False)
 
     @property
     def where(self) -> str:
         return f"{self.source}: storage {self.name!r}"
+
+    def resolved_configuration(self) -> dict[str, Any] | list[Any]:
+        """The configuration with its environment references expanded (a new object); an unset variable raises."""
+        return expand(self.configuration, self.environ, f"{self.where}: configuration")  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         shown = secrets.mask_configuration(self.configuration)
@@ -111,6 +119,9 @@ class GlobalOptions:
 
     #: The module whose functions conditions may name besides the built-in predicates.
     predicates_module: str | None = None
+    #: Celery queues of tasks and of dispatchers that name none (``{NAME}`` expanded when a message is sent).
+    default_task_queue: str | None = None
+    default_dispatcher_queue: str | None = None
     #: The file that set each key, for errors about it.
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -195,6 +206,13 @@ def expand(value: Any, env: Mapping[str, str], where: str) -> Any:
     return value
 
 
+def check_references(value: str, where: str) -> None:
+    """Refuse a malformed ``{NAME}`` reference now, without needing the variable to be set yet."""
+    for match in _REFERENCE.finditer(value):
+        if match.group(0) not in ("{{", "}}") and (match.group(1) is None or not _NAME.match(match.group(1))):
+            _replacement(match, {}, where)
+
+
 def _replacement(match: re.Match[str], env: Mapping[str, str], where: str) -> str:
     token = match.group(0)
     if token in ("{{", "}}"):
@@ -246,11 +264,25 @@ def _storage(entry: Any, index: int, source: str, env: Mapping[str, str]) -> Sto
         name=name,
         classname=_string(entry, "classname", where) or name,
         import_path=_string(entry, "import", where),
-        configuration=expand(configuration, env, f"{where}: configuration"),
+        configuration=_checked(configuration, f"{where}: configuration"),
         cache=_cache(entry.get("cache"), where, env),
         retry=_retry(entry.get("retry"), where),
         source=source,
+        environ=env,
     )
+
+
+def _checked(value: Any, where: str) -> Any:
+    """``value`` as written, once every string in it has well-formed environment references."""
+    if isinstance(value, str):
+        check_references(value, where)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _checked(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _checked(item, f"{where}[{index}]")
+    return value
 
 
 def _cache(entry: Any, where: str, env: Mapping[str, str]) -> CacheConfig | None:
@@ -267,6 +299,15 @@ def _cache(entry: Any, where: str, env: Mapping[str, str]) -> CacheConfig | None
     configuration = entry.get("configuration") or {}
     if not isinstance(configuration, dict):
         raise ConfigurationError(f"{where}: `configuration:` must be a mapping such as {{size: 100}}")
+    if "max_cache_size" in configuration:  # Selinon 1.x's name of the built-in caches' size
+        if "size" in configuration:
+            raise ConfigurationError(
+                f"{where}: both `size:` and `max_cache_size:` (its Selinon 1.x name) are set; keep one"
+            )
+        configuration = dict(configuration)
+        configuration["size"] = configuration.pop("max_cache_size")
+        if configuration["size"] == 0 and import_path is None:  # 1.x: a cache of size 0 keeps nothing
+            return None
     if import_path is None:
         from selinon.caches import BUILTIN
 
@@ -319,8 +360,6 @@ def _task(entry: Any, index: int, source: str, env: Mapping[str, str]) -> TaskCo
         raise ConfigurationError(f"{where}: `{read_only_key}:` must be true or false, not {_type_name(read_only)}")
     storage_keys = ("name", "storage", "storage_read_only", "storage_readonly", "storage_task_name")
     options = {k: v for k, v in entry.items() if k not in storage_keys}
-    if "queue" in options:
-        options["queue"] = expand(_string(entry, "queue", where), env, f"{where}: queue")
     return TaskConfig(
         name=name,
         storage=_string(entry, "storage", where),
@@ -336,7 +375,11 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
         raise ConfigurationError(
             f"{source}: `global:` must be a mapping such as {{predicates_module: myapp.predicates}}"
         )
-    predicates_module = merged.predicates_module
+    values: dict[str, Any] = {
+        "predicates_module": merged.predicates_module,
+        "default_task_queue": merged.default_task_queue,
+        "default_dispatcher_queue": merged.default_dispatcher_queue,
+    }
     sources = dict(merged.sources)
     for key, value in section.items():
         where = f"{source}: global: {key}"
@@ -357,8 +400,13 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
         if key == "predicates_module":
             if not isinstance(value, str) or not _MODULE.match(value):
                 raise ConfigurationError(f"{where}: must be a module name such as myapp.predicates, not {value!r}")
-            predicates_module = value
-    return GlobalOptions(predicates_module=predicates_module, sources=sources)
+            values[key] = value
+        if key in ("default_task_queue", "default_dispatcher_queue"):
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError(f"{where}: must be a queue name such as 'tasks', not {_type_name(value)}")
+            check_references(value, where)
+            values[key] = value
+    return GlobalOptions(**values, sources=sources)
 
 
 def _required(entry: dict[str, Any], key: str, where: str) -> str:

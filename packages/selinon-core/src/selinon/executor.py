@@ -1,10 +1,9 @@
 """The local executor: runs a flow in this process, tasks on a thread pool, results through the storage pool.
 
-One thread (the caller's) is the dispatcher: it evaluates conditions, starts nodes and schedules retries; tasks
-run on worker threads. An edge fires once per combination of finished parent instances, and the combination is
-marked fired only after its condition was evaluated: when a storage read keeps a condition from being evaluated,
-that evaluation (and only it) is retried after the flow's ``retry_countdown``, so no task runs twice and no stored
-result is lost because of it.
+One thread (the caller's) drives the dispatcher of every flow run (:class:`selinon.flows.dispatcher.FlowState`, the
+decisions Celery dispatchers take too): it reports how nodes ended, starts what the state asks for, and keeps
+timers for retries, throttled starts and condition evaluations that wait for a dispatcher retry. Tasks run on
+worker threads. ``sampling:`` does not change timing here: this driver looks at a flow as soon as a node ends.
 """
 
 from __future__ import annotations
@@ -20,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selinon import runtime
-from selinon.flows import Flow, System
+from selinon.flows import Flow, System, dispatcher
+from selinon.flows.dispatcher import FlowState, Start
 from selinon.pool import StoragePool
 from selinon.runtime import Outcome, OutputSchemaError
 
@@ -36,8 +36,8 @@ class NodeRun:
     flow_run: FlowRun
     name: str
     id: str
-    parent: dict[str, str]
-    state: str = "scheduled"  # scheduled, running, retrying, succeeded, failed
+    parent: dict[str, Any]
+    state: str = "scheduled"  # scheduled, running, retrying, succeeded, failed; "reused" in selective runs
     tries: int = 0
     storage: str | None = None
     record_id: Any = None
@@ -45,6 +45,7 @@ class NodeRun:
     #: For a failed task: "stored", "not supported" by its storage, "no storage", or why storing it failed.
     error_record: str | None = None
     subflow: FlowRun | None = None
+    node_args: Any = None
 
 
 @dataclass(eq=False)
@@ -54,17 +55,25 @@ class FlowRun:
     node_args: Any
     parent_node: NodeRun | None = None
     nodes: list[NodeRun] = field(default_factory=list)
-    failed: bool = False
     done: bool = False
-    error: str | None = None
-    dispatcher_retries: int = 0
-    _finished: dict[str, list[NodeRun]] = field(default_factory=dict)
-    _fired: set[tuple[int, tuple[str, ...]]] = field(default_factory=set)
-    _outstanding: int = 0  # nodes not finished, plus condition evaluations waiting for a retry
+    dispatch: FlowState | None = None
+    _look_scheduled: bool = False
 
     @property
     def name(self) -> str:
         return self.flow.name
+
+    @property
+    def failed(self) -> bool:
+        return self.dispatch is not None and self.dispatch.failed_flow
+
+    @property
+    def error(self) -> str | None:
+        return None if self.dispatch is None else self.dispatch.error
+
+    @property
+    def dispatcher_retries(self) -> int:
+        return 0 if self.dispatch is None else self.dispatch.retries
 
     @property
     def state(self) -> str:
@@ -90,11 +99,27 @@ class Executor:
         self.system = system
         self.concurrency = concurrency
         self.on_change = on_change
-        self._tasks = runtime.TaskRunner(system)
+        self._throttle = dispatcher.LocalThrottle()
+        self._tasks = runtime.TaskRunner(system, self._throttle)
         StoragePool.configure(system.configuration)
 
     def run(self, flow_name: str, node_args: Any = None) -> FlowRun:
         """Run the flow to its end and return what happened; a failed flow is a state, not an exception."""
+        return self._run(flow_name, node_args, None)
+
+    def run_flow_selective(
+        self,
+        flow_name: str,
+        task_names: list[str],
+        node_args: Any = None,
+        follow_subflows: bool = False,
+        run_subsequent: bool = False,
+    ) -> FlowRun:
+        """Run only ``task_names`` of the flow and what they need (:func:`selinon.flows.dispatcher.selective_run`)."""
+        selective = dispatcher.selective_run(self.system, flow_name, task_names, follow_subflows, run_subsequent)
+        return self._run(flow_name, node_args, selective)
+
+    def _run(self, flow_name: str, node_args: Any, selective: dict[str, Any] | None) -> FlowRun:
         self.system.flow(flow_name)
         self._tasks.prepare(flow_name)
         self._futures: dict[Future[Outcome], NodeRun] = {}
@@ -102,7 +127,7 @@ class Executor:
         self._sequence = itertools.count()
         self._root = FlowRun(self.system.flows[flow_name], str(uuid.uuid4()), node_args)
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="selinon-task") as self._threads:
-            self._begin(self._root)
+            self._begin(self._root, {}, selective)
             while self._futures or self._timers:
                 timeout = max(0.0, self._timers[0][0] - time.monotonic()) if self._timers else None
                 if self._futures:
@@ -117,52 +142,56 @@ class Executor:
 
     # -- dispatching (the caller's thread) ----------------------------------------------------------------------
 
-    def _begin(self, flow_run: FlowRun) -> None:
-        for index in runtime.starting_edges(flow_run.flow):
-            self._fire(flow_run, index, ())
-        self._settle(flow_run)
+    def _begin(self, flow_run: FlowRun, parent: dict[str, Any], selective: dict[str, Any] | None) -> None:
+        flow_run.dispatch = FlowState(
+            self.system, flow_run.flow, flow_run.id, flow_run.node_args, parent=parent, selective=selective
+        )
+        self._look(flow_run)
 
-    def _fire(self, flow_run: FlowRun, index: int, parents: tuple[NodeRun, ...]) -> None:
-        key = (index, tuple(node.id for node in parents))
-        if key in flow_run._fired or flow_run.failed:
+    def _look(self, flow_run: FlowRun, look_again: bool = False) -> None:
+        """Let the flow's dispatcher decide; start what it asks for; end the flow run when it is done."""
+        state = flow_run.dispatch
+        assert state is not None
+        if flow_run.done:
             return
-        ids = {node.name: node.id for node in parents}
-        try:
-            go = runtime.condition_holds(flow_run.flow, index, ids, flow_run.node_args)
-        except Exception as exc:
-            what = runtime.condition_error(flow_run.flow, index, exc)
-            if flow_run.dispatcher_retries >= flow_run.flow.max_retry:
-                self._fail_flow(flow_run, what)
-                return
-            flow_run.dispatcher_retries += 1
-            flow_run._outstanding += 1
-            countdown = flow_run.flow.retry_countdown
-            log.warning("%s; dispatcher retry %d in %ss", what, flow_run.dispatcher_retries, countdown)
-            self._later(countdown, lambda: self._retry_fire(flow_run, index, parents))
-            return
-        flow_run._fired.add(key)
-        if go:
-            for name in flow_run.flow.edges[index].to:
-                self._start_node(flow_run, name, dict(ids))
+        known = {node.id for node in flow_run.nodes}
+        starts, retry = state.advance(self._throttle, look_again=look_again)
+        flow_run.node_args = state.node_args
+        for record in state.nodes:  # tasks a selective run reused: reported, never run
+            if record.get("reused") and record["id"] not in known:
+                node = NodeRun(flow_run, record["name"], record["id"], record.get("parent", {}), state="reused")
+                node.storage = record.get("storage")
+                flow_run.nodes.append(node)
+        for start in starts:
+            self._start_node(flow_run, start)
+        if retry and not flow_run._look_scheduled:
+            flow_run._look_scheduled = True
+            self._later(flow_run.flow.retry_countdown, lambda: self._look_later(flow_run))
+        if state.done:
+            self._end_flow(flow_run)
+        self._changed()
 
-    def _retry_fire(self, flow_run: FlowRun, index: int, parents: tuple[NodeRun, ...]) -> None:
-        flow_run._outstanding -= 1
-        self._fire(flow_run, index, parents)
-        self._settle(flow_run)
+    def _look_later(self, flow_run: FlowRun) -> None:
+        flow_run._look_scheduled = False
+        self._look(flow_run, look_again=True)
 
-    def _start_node(self, flow_run: FlowRun, name: str, parent: dict[str, str]) -> None:
-        node = NodeRun(flow_run, name, str(uuid.uuid4()), parent)
+    def _start_node(self, flow_run: FlowRun, start: Start) -> None:
+        node = NodeRun(flow_run, start.name, start.id, start.parent, node_args=start.node_args)
         flow_run.nodes.append(node)
-        flow_run._outstanding += 1
-        if name in self.system.flows:
+        if start.kind == "flow":
             node.state = "running"
-            node_args = flow_run.node_args if flow_run.flow.propagates_to(name) else None
-            node.subflow = FlowRun(self.system.flows[name], node.id, node_args, parent_node=node)
-            self._begin(node.subflow)
+            node.subflow = FlowRun(self.system.flows[start.name], node.id, start.node_args, parent_node=node)
+            subflow = node.subflow
+            self._after(start.countdown, lambda: self._begin(subflow, start.parent, start.selective))
         else:
-            task = self.system.tasks[name].config
-            node.storage = task.storage
-            self._submit(node)
+            node.storage = self.system.tasks[start.name].config.storage
+            self._after(start.countdown, lambda: self._submit(node))
+
+    def _after(self, countdown: float | None, action: Callable[[], None]) -> None:
+        if countdown:
+            self._later(countdown, action)
+        else:
+            action()
 
     def _submit(self, node: NodeRun) -> None:
         node.tries += 1
@@ -176,50 +205,36 @@ class Executor:
             node.state = "retrying"
             log.warning("task %s (%s) failed, retrying in %ss: %s", node.name, node.id, outcome.retry_in, node.error)
             self._later(outcome.retry_in, lambda: self._submit(node))
-        elif outcome.error is not None:
+            self._changed()
+            return
+        if outcome.error is not None:
             node.state = "failed"
             node.error_record, node.record_id = outcome.error_record, outcome.record_id
             log.error("task %s (%s) failed: %s", node.name, node.id, node.error)
-            self._node_failed(node, f"task {node.name!r} failed: {node.error}")
         else:
             node.state = "succeeded"
             node.record_id = outcome.record_id
-            self._node_succeeded(node, outcome.result)
-        self._changed()
+        self._node_ended(node, node.state == "succeeded", error=node.error)
 
-    def _node_succeeded(self, node: NodeRun, result: Any) -> None:
-        flow_run = node.flow_run
-        flow_run._finished.setdefault(node.name, []).append(node)
-        if flow_run.flow.node_args_from_first and node is flow_run.nodes[0]:
-            flow_run.node_args = result
-        for index, parents in runtime.firings(flow_run.flow, node.name, node, flow_run._finished):
-            self._fire(flow_run, index, parents)
-        flow_run._outstanding -= 1
-        self._settle(flow_run)
+    def _node_ended(self, node: NodeRun, succeeded: bool, **details: Any) -> None:
+        state = node.flow_run.dispatch
+        assert state is not None
+        state.ended(node.id, succeeded, **details)
+        self._look(node.flow_run)
 
-    def _node_failed(self, node: NodeRun, why: str) -> None:
-        self._fail_flow(node.flow_run, why)
-        node.flow_run._outstanding -= 1
-        self._settle(node.flow_run)
-
-    def _fail_flow(self, flow_run: FlowRun, why: str) -> None:
-        """No new node starts in a failed flow; those running end (and store) normally."""
-        if not flow_run.failed:
-            flow_run.failed, flow_run.error = True, why
-
-    def _settle(self, flow_run: FlowRun) -> None:
-        if flow_run._outstanding or flow_run.done:
-            return
+    def _end_flow(self, flow_run: FlowRun) -> None:
         flow_run.done = True
         node = flow_run.parent_node
         if node is None:
             return
+        assert flow_run.dispatch is not None
+        summary = flow_run.dispatch.summary()
         if flow_run.failed:
-            node.state, node.error = "failed", f"sub-flow {flow_run.name!r} failed: {flow_run.error}"
-            self._node_failed(node, node.error)
+            node.state, node.error = "failed", flow_run.error
+            self._node_ended(node, False, error=flow_run.error, summary=summary)
         else:
             node.state = "succeeded"
-            self._node_succeeded(node, None)
+            self._node_ended(node, True, summary=summary)
 
     def _later(self, delay: float, action: Callable[[], None]) -> None:
         heapq.heappush(self._timers, (time.monotonic() + delay, next(self._sequence), action))
@@ -233,5 +248,5 @@ class Executor:
     def _attempt(self, node: NodeRun) -> Outcome:
         flow_run = node.flow_run
         return self._tasks.attempt(
-            node.name, flow_run.name, flow_run.id, node.id, node.parent, flow_run.node_args, node.tries
+            node.name, flow_run.name, flow_run.id, node.id, node.parent, node.node_args, node.tries
         )

@@ -6,7 +6,6 @@ list and let the first call load it), then use it as a class: ``StoragePool.get_
 
 from __future__ import annotations
 
-import copy
 import importlib
 import inspect
 import os
@@ -51,7 +50,7 @@ def instantiate(storage: StorageConfig) -> Instance:
     Errors are raised outside the ``except`` blocks, so that the adapter's exception, which may hold a secret,
     is not kept as their context either."""
     cls = resolve_class(storage)
-    configuration = copy.deepcopy(storage.configuration)
+    configuration = storage.resolved_configuration()
     if isinstance(configuration, dict):
         load_plugins().hook.storage_configuration(
             storage_name=storage.name, classname=storage.classname, configuration=configuration
@@ -101,12 +100,29 @@ class _Slot:
 
 
 class StoragePool:
-    """Process-wide registry of connected storage adapters; used as a class, never instantiated."""
+    """Process-wide registry of connected storage adapters, used as a class.
+
+    An instance, as Selinon 1.x handed one to ``foreach`` and selective run functions, binds the parents of one
+    edge firing (task name -> task id) so that ``get(task_name)`` reads a parent's result.
+    """
 
     _config: ClassVar[Configuration | None] = None
     _slots: ClassVar[dict[str, _Slot]] = {}
     _lock: ClassVar[threading.RLock] = threading.RLock()
     _abandoned: ClassVar[list[_Slot]] = []
+
+    def __init__(self, id_mapping: dict[str, str] | None = None, flow_name: str = "") -> None:
+        self.id_mapping = dict(id_mapping or {})
+        self.flow_name = flow_name
+
+    def get(self, task_name: str) -> Any:
+        """The result of the parent ``task_name`` of this edge firing."""
+        try:
+            task_id = self.id_mapping[task_name]
+        except KeyError:
+            parents = ", ".join(self.id_mapping) or "none"
+            raise SelinonError(f"no parent task {task_name!r} here; the parents are: {parents}") from None
+        return self.retrieve(self.flow_name, task_name, task_id)
 
     # -- configuration ---------------------------------------------------------------------------------------
 

@@ -11,12 +11,16 @@ import importlib
 import itertools
 import json
 import logging
+import pickle
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from selinon.caches import BUILTIN as BUILTIN_CACHES
+from selinon.caches import Cache, CacheMissError
 from selinon.errors import ConfigurationError, SelinonError, StorageError
 from selinon.flows import Flow, System, TaskSpec
 from selinon.pool import StoragePool
@@ -39,10 +43,16 @@ class Outcome:
 
 
 class TaskRunner:
-    """Runs tries of the tasks of a :class:`System`; task classes and output schemas are resolved once, on first use."""
+    """Runs tries of the tasks of a :class:`System`; task classes and output schemas are resolved once, on first use.
 
-    def __init__(self, system: System) -> None:
+    ``throttle(key, seconds)`` returns how long to wait so that starts of ``key`` are that far apart: the first try
+    of a throttled task waits for it, so its instances start at least ``throttling:`` apart even when the one
+    before started late (dispatchers already send them that far apart, as Selinon 1.x did).
+    """
+
+    def __init__(self, system: System, throttle: Callable[[str, float], float] | None = None) -> None:
         self.system = system
+        self.throttle = throttle
         self._classes: dict[str, type[SelinonTask]] = {}
         self._validators: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -77,7 +87,7 @@ class TaskRunner:
         flow_name: str,
         flow_id: str,
         task_id: str,
-        parent: dict[str, str],
+        parent: dict[str, Any],
         node_args: Any,
         tries: int,
     ) -> Outcome:
@@ -91,6 +101,8 @@ class TaskRunner:
         except ConfigurationError as exc:  # a task that cannot be resolved will not resolve on a retry either
             record_id, error_record = store_error(spec, flow_name, task_id, node_args, exc)
             return Outcome(error=describe(exc), record_id=record_id, error_record=error_record)
+        if spec.throttle and tries == 1 and self.throttle is not None:
+            time.sleep(self.throttle(f"start:task:{task_name}", spec.throttle))
         try:
             task = cls(flow_name, task_name, parent, task_id, flow_id)
             result = task.run(node_args)
@@ -151,9 +163,70 @@ def firings(flow: Flow, name: str, node: N, finished: Mapping[str, Sequence[N]])
 
 def condition_holds(flow: Flow, index: int, parents: Mapping[str, str], node_args: Any) -> bool:
     """Evaluate the condition of ``flow.edges[index]``; parent results (``parents``: name -> task id) are read
-    through the storage pool, each at most once. A storage that cannot be read raises."""
-    read = functools.cache(lambda name: StoragePool.retrieve(flow.name, name, parents[name]))
+    through the storage pool (and the flow's ``cache:``), each at most once. A storage that cannot be read raises."""
+    read = functools.cache(lambda name: read_result(flow, name, parents[name]))
     return flow.edges[index].condition.evaluate(read, node_args)
+
+
+def foreach_items(flow: Flow, index: int, parents: Mapping[str, str], node_args: Any) -> list[Any]:
+    """The items an edge starts its nodes for: one ``None`` for a plain edge, else what its foreach function
+    returns (``function(storage_pool, node_args)``, the pool bound to the edge's parents, as in Selinon 1.x)."""
+    foreach = flow.edges[index].foreach
+    if foreach is None:
+        return [None]
+    found = foreach.function(_FlowPool(flow, dict(parents)), node_args)
+    return list(found or ())
+
+
+class _FlowPool(StoragePool):
+    """The pool handed to foreach functions: parents read through the flow's ``cache:`` too."""
+
+    def __init__(self, flow: Flow, parents: dict[str, str]) -> None:
+        super().__init__(parents, flow.name)
+        self.flow = flow
+
+    def get(self, task_name: str) -> Any:
+        if task_name not in self.id_mapping:
+            return super().get(task_name)
+        return read_result(self.flow, task_name, self.id_mapping[task_name])
+
+
+_flow_caches: dict[str, Cache] = {}
+_flow_caches_lock = threading.Lock()
+
+
+def read_result(flow: Flow, task_name: str, task_id: str) -> Any:
+    """A parent result for the dispatcher, from the flow's ``cache:`` (this process's) or through the pool.
+
+    A task's result no longer changes once the dispatcher reads it (the task succeeded), so a cached copy is
+    never stale; each hit is a fresh copy.
+    """
+    if flow.cache is None:
+        return StoragePool.retrieve(flow.name, task_name, task_id)
+    with _flow_caches_lock:
+        cache = _flow_caches.get(flow.name)
+        if cache is None:
+            cache = _flow_caches[flow.name] = flow_cache(flow)
+    try:
+        return pickle.loads(cache.get(task_id, task_name, flow.name))
+    except CacheMissError:
+        pass
+    result = StoragePool.retrieve(flow.name, task_name, task_id)
+    with _flow_caches_lock:
+        cache.add(task_id, pickle.dumps(result, pickle.HIGHEST_PROTOCOL), task_name, flow.name)
+    return result
+
+
+def flow_cache(flow: Flow) -> Cache:
+    config = flow.cache
+    try:
+        if config.import_path:
+            cls = getattr(importlib.import_module(config.import_path), config.name)
+        else:
+            cls = BUILTIN_CACHES[config.name]
+        return cls(**config.configuration)  # type: ignore[no-any-return]
+    except Exception as exc:
+        raise ConfigurationError(f"{flow.where}: cache: cannot create cache {config.name!r}: {exc}") from None
 
 
 def condition_error(flow: Flow, index: int, exc: BaseException) -> str:

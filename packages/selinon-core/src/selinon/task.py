@@ -23,12 +23,13 @@ class SelinonTask(abc.ABC):
 
     :param flow_name: the flow this task runs in
     :param task_name: the task's name in the YAML (several names may share one class)
-    :param parent: parent node name -> the id of the parent instance that triggered this task
+    :param parent: parent node name -> the id of the parent instance that triggered this task (for a sub-flow
+        with ``propagate_finished``: its tasks' ids, nested by sub-flow)
     :param task_id: this task's id, the key of its stored result (a uuid4 string; kept across retries)
     :param dispatcher_id: the id of this run of the flow
     """
 
-    def __init__(self, flow_name: str, task_name: str, parent: dict[str, str], task_id: str, dispatcher_id: str):
+    def __init__(self, flow_name: str, task_name: str, parent: dict[str, Any], task_id: str, dispatcher_id: str):
         self.flow_name = flow_name
         self.task_name = task_name
         self.parent = parent
@@ -53,6 +54,25 @@ class SelinonTask(abc.ABC):
                 f"{parents}"
             ) from None
         return StoragePool.retrieve(self.flow_name, parent_name, parent_id)
+
+    def parent_flow_result(self, flow_names: str | list[str], task_name: str, index: int | None = None) -> Any:
+        """The result of ``task_name`` that ran in a parent sub-flow (``flow_names``: its name, or the names down
+        through nested sub-flows), passed with ``propagate_finished``; ``index`` picks one of several runs."""
+        from selinon.pool import StoragePool
+
+        path = [flow_names] if isinstance(flow_names, str) else list(flow_names)
+        found: Any = self.parent
+        for name in path:
+            found = found.get(name) if isinstance(found, dict) else None
+        ids = found.get(task_name) if isinstance(found, dict) else None
+        if not isinstance(ids, list) or not ids:
+            raise SelinonError(
+                f"task {self.task_name!r} in flow {self.flow_name!r} has no parent task {task_name!r} under "
+                f"{'/'.join(path)}; sub-flows pass their tasks with `propagate_finished:` (or the compound form)"
+            )
+        if index is None and len(ids) != 1:
+            raise SelinonError(f"{task_name!r} ran {len(ids)} times in {'/'.join(path)}; pass index=")
+        return StoragePool.retrieve(path[-1], task_name, ids[0 if index is None else index])
 
     @property
     def storage(self) -> DataStorage | None:

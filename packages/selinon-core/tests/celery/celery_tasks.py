@@ -87,3 +87,73 @@ class Slow(Recorded):
 class After(Recorded):
     def work(self, node_args: Any) -> Any:
         return {"after": self.parent_task_result("Slow")}
+
+
+class Item(Recorded):
+    """One item of an order: the node arguments' ``sku`` (given to sub-flows by foreach), else none."""
+
+    def work(self, node_args: Any) -> Any:
+        return {"sku": node_args.get("sku")}
+
+
+class Note(Recorded):
+    """Started without the flow waiting for it (nowait); it fails, and the flow does not mind."""
+
+    def work(self, node_args: Any) -> Any:
+        raise RuntimeError("the note printer is out of paper")
+
+
+class Broken(Recorded):
+    def work(self, node_args: Any) -> Any:
+        raise ValueError("broken on purpose")
+
+
+class Rescue(Recorded):
+    """A fallback, or a task after a sub-flow: returns the parent mapping it was given."""
+
+    def work(self, node_args: Any) -> Any:
+        return {"parent": self.parent}
+
+
+class Step(Recorded):
+    """One level of a recursive flow: the node arguments' ``n``."""
+
+    def work(self, node_args: Any) -> Any:
+        return {"n": node_args["n"]}
+
+
+class Tick(Recorded):
+    """A throttled task: returns when it started."""
+
+    def work(self, node_args: Any) -> Any:
+        return {"at": time.time()}
+
+
+class Lag(Recorded):
+    def work(self, node_args: Any) -> Any:
+        time.sleep(1.5)
+        return {"lagged": True}
+
+
+def order_items(storage_pool: Any, node_args: Any) -> list[Any]:
+    """foreach: the order's items (each started with the flow's node arguments)."""
+    return list(node_args["items"])
+
+
+def item_args(storage_pool: Any, node_args: Any) -> list[Any]:
+    """foreach with propagate_result: one sub-flow per item, its node arguments naming the item."""
+    order = storage_pool.get("Order")
+    return [{"dir": node_args["dir"], "sku": item["sku"], "order": order["order"]} for item in node_args["items"]]
+
+
+def count_down(storage_pool: Any, node_args: Any) -> list[Any]:
+    """foreach of a recursive flow: the next level while ``n`` is above 0."""
+    n = storage_pool.get("Step")["n"]
+    return [{"dir": node_args["dir"], "n": n - 1}] if n > 0 else []
+
+
+class Stamp(Recorded):
+    """Returns when it started; not throttled itself (its flow is)."""
+
+    def work(self, node_args: Any) -> Any:
+        return {"at": time.time()}

@@ -19,7 +19,6 @@ ids, and an envelope whose id already succeeded does not run again.
 
 from __future__ import annotations
 
-import copy
 import importlib
 import logging
 import os
@@ -43,7 +42,8 @@ except ImportError as exc:  # the optional dependency
     ) from None
 
 from selinon import flows, runtime
-from selinon.flows import Flow, System
+from selinon.flows import System
+from selinon.flows.dispatcher import FlowState, LocalThrottle, Start, selective_run
 from selinon.pool import CONFIG_ENV, StoragePool
 
 __all__ = ["CeleryFlows", "FlowReport", "TaskFailedError", "attach", "flows_of"]
@@ -54,7 +54,6 @@ DISPATCHER = "selinon.dispatcher"
 TASK = "selinon.task"
 #: The Celery state of a flow whose dispatcher is still passing; its meta is the flow's report.
 RUNNING = "RUNNING"
-_NAMESPACE = uuid.UUID("5e1a0c2e-7d3b-4c1e-9f0a-2b6d8e4f1a37")
 _ATTACHED: weakref.WeakKeyDictionary[Any, CeleryFlows] = weakref.WeakKeyDictionary()
 
 
@@ -179,13 +178,21 @@ class CeleryFlows:
         self.system = system
         self.poll_interval = poll_interval
         self.dispatcher_queue = dispatcher_queue
-        self.runner = runtime.TaskRunner(system)
+        self._local_throttle = LocalThrottle()
+        self.runner = runtime.TaskRunner(system, self.throttle)
         StoragePool.configure(system.configuration)
         # Acknowledged once done, and requeued when the worker running them dies: a message is never lost.
         options = {"bind": True, "shared": False, "acks_late": True, "reject_on_worker_lost": True}
 
-        def dispatcher(task: Any, flow_name: str, node_args: Any, state: dict[str, Any] | None = None) -> Any:
-            return self._dispatch(task, flow_name, node_args, state)
+        def dispatcher(
+            task: Any,
+            flow_name: str,
+            node_args: Any,
+            state: dict[str, Any] | None = None,
+            parent: dict[str, Any] | None = None,
+            selective: dict[str, Any] | None = None,
+        ) -> Any:
+            return self._dispatch(task, flow_name, node_args, state, parent, selective)
 
         def envelope(task: Any, flow_name: str, task_name: str, node_args: Any, parent: Any, flow_id: str) -> Any:
             return self._envelope(task, flow_name, task_name, node_args, parent, flow_id)
@@ -201,6 +208,22 @@ class CeleryFlows:
         self.system.flow(flow_name)
         flow_id = str(uuid.uuid4())
         self.dispatcher.apply_async((flow_name, node_args), task_id=flow_id, queue=self.flow_queue(flow_name))
+        return flow_id
+
+    def run_flow_selective(
+        self,
+        flow_name: str,
+        task_names: list[str],
+        node_args: Any = None,
+        follow_subflows: bool = False,
+        run_subsequent: bool = False,
+    ) -> str:
+        """Start a run of only ``task_names`` of the flow and what they need (see ``selinon.flows.dispatcher``)."""
+        selective = selective_run(self.system, flow_name, task_names, follow_subflows, run_subsequent)
+        flow_id = str(uuid.uuid4())
+        self.dispatcher.apply_async(
+            (flow_name, node_args), {"selective": selective}, task_id=flow_id, queue=self.flow_queue(flow_name)
+        )
         return flow_id
 
     def status(self, flow_id: str) -> FlowReport:
@@ -225,12 +248,36 @@ class CeleryFlows:
             time.sleep(interval)
 
     def flow_queue(self, flow_name: str) -> str:
-        queue = self.system.flow(flow_name).queue or self.dispatcher_queue
+        """The flow's ``queue:``, else ``global: default_dispatcher_queue``, ``dispatcher_queue``, the app's default."""
+        queue = self.system.flow_queue(flow_name) or self.dispatcher_queue
         return queue or str(self.app.conf.task_default_queue)
 
     def task_queue(self, task_name: str) -> str:
-        queue = self.system.tasks[task_name].config.options.get("queue")
-        return str(queue) if queue else str(self.app.conf.task_default_queue)
+        """The task's ``queue:``, else ``global: default_task_queue``, else the app's default queue."""
+        return self.system.task_queue(task_name) or str(self.app.conf.task_default_queue)
+
+    def throttle(self, key: str, interval: float) -> float:
+        """Seconds to wait before starting ``key`` so that its starts are ``interval`` apart, across every worker
+        of a Redis result backend (a short lock there); within this process for other backends."""
+        backend = self.app.backend
+        if type(backend).__name__ not in ("RedisBackend", "SentinelBackend"):
+            return self._local_throttle(key, interval)
+        client = backend.client
+        name = backend.get_key_for_task(f"selinon-throttle:{key}")  # bytes, with the backend's key prefix
+        lock, token = name + b":lock", uuid.uuid4().hex
+        deadline = time.monotonic() + 10
+        while not client.set(lock, token, nx=True, px=5000):
+            if time.monotonic() > deadline:  # a holder that died: its lock expires; never wait forever
+                break
+            time.sleep(0.005)
+        try:
+            now = time.time()
+            start = max(now, float(client.get(name) or 0))
+            client.set(name, repr(start + interval), px=int((start + interval - now) * 1000) + 60_000)
+        finally:
+            if client.get(lock) == token.encode():
+                client.delete(lock)
+        return start - now
 
     def queues(self) -> list[str]:
         """Every queue the flows use: give them to ``celery worker -Q`` (or split them between workers)."""
@@ -263,30 +310,53 @@ class CeleryFlows:
     # -- the dispatcher ----------------------------------------------------------------------------------------
 
     def _dispatch(
-        self, task: Any, flow_name: str, node_args: Any, state: dict[str, Any] | None = None
+        self,
+        task: Any,
+        flow_name: str,
+        node_args: Any,
+        state: dict[str, Any] | None,
+        parent: dict[str, Any] | None,
+        selective: dict[str, Any] | None,
     ) -> dict[str, Any]:
         flow_id = task.request.id
         flow = self.system.flow(flow_name)
-        run = _FlowState(self, flow, flow_id, node_args, state)
-        if self._stale(task, flow_id, run.pass_number):
+        state = state or {}
+        pass_number = state.get("pass", 0)
+        if self._stale(task, flow_id, pass_number):
             raise Ignore()
+        if flow.throttle and pass_number == 0 and not state.get("gated"):
+            # A throttled flow starts at least its interval after the previous run started, even a late one.
+            wait = self.throttle(f"start:flow:{flow_name}", flow.throttle)
+            if wait > 0:
+                arguments = {"state": {"gated": True}, "parent": parent, "selective": selective}
+                task.apply_async(
+                    (flow_name, node_args), arguments, task_id=flow_id, queue=self.flow_queue(flow_name), countdown=wait
+                )
+                raise Ignore()
+        run = FlowState(self.system, flow, flow_id, node_args, parent, selective, state.get("flow"))
         try:
-            countdown = run.step()
+            for node in run.watched():
+                self._poll(run, node)
+            starts, retry = run.advance(self.throttle)
+            for start in starts:
+                self._send(run, start)
+            countdown = flow.retry_countdown if retry else run.next_look(self.poll_interval)
         except Exception as exc:
             # Something other than a condition (the backend, the broker) kept this pass from ending: redo it from
             # the same state, within the flow's dispatcher retries.
             what = f"flow {flow_name!r} ({flow_id}): dispatcher pass failed: {runtime.describe(exc)}"
-            run = _FlowState(self, flow, flow_id, node_args, state)
+            run = FlowState(self.system, flow, flow_id, node_args, parent, selective, state.get("flow"))
             if not run.count_retry(what):
-                return run.finish()
+                return _report(run, pass_number)
             countdown = flow.retry_countdown
-        report = run.report()
+        report = _report(run, pass_number)
         if run.done:
             log.info("flow %s (%s) %s", flow_name, flow_id, report["state"])
-            return run.finish()
-        run.pass_number += 1
+            return report
+        arguments = {"state": {"pass": pass_number + 1, "flow": run.dump()}, "parent": parent, "selective": selective}
         task.apply_async(
-            (flow_name, run.node_args, run.dump()),
+            (flow_name, run.node_args),
+            arguments,
             task_id=flow_id,
             queue=self.flow_queue(flow_name),
             countdown=countdown,
@@ -294,6 +364,50 @@ class CeleryFlows:
         # Written after the next pass is sent: a redelivered copy of this pass then sees it and stops (see _stale).
         task.update_state(state=RUNNING, meta=report)
         raise Ignore()
+
+    def _send(self, run: FlowState, start: Start) -> None:
+        if start.kind == "flow":
+            arguments = {"parent": start.parent, "selective": start.selective}
+            self.dispatcher.apply_async(
+                (start.name, start.node_args),
+                arguments,
+                task_id=start.id,
+                queue=self.flow_queue(start.name),
+                countdown=start.countdown,
+            )
+        else:
+            self.task.apply_async(
+                (run.flow.name, start.name, start.node_args, start.parent, run.flow_id),
+                task_id=start.id,
+                queue=self.task_queue(start.name),
+                countdown=start.countdown,
+            )
+
+    def _poll(self, run: FlowState, node: dict[str, Any]) -> None:
+        """Read a node's state from the result backend; report its end to the flow's state."""
+        found = self.app.AsyncResult(node["id"])
+        state, info = found.state, found.info
+        if node["kind"] == "flow":
+            if state == "SUCCESS" and isinstance(info, dict):
+                details = {"tasks": info.get("tasks", []), "summary": info.get("summary"), "error": info.get("error")}
+                run.ended(node["id"], info.get("state") != "failed", **details)
+            elif state == "FAILURE":
+                run.ended(node["id"], False, error=f"the dispatcher failed: {runtime.describe(info)}")
+            else:
+                node["state"] = "running" if state == RUNNING else "scheduled"
+                if state == RUNNING and isinstance(info, dict):
+                    node["tasks"] = info.get("tasks", [])
+        elif state == "SUCCESS":
+            run.ended(node["id"], True, **(info if isinstance(info, dict) else {}))
+        elif state == "FAILURE":
+            reported = info.args[0] if isinstance(info, Exception) and info.args else None
+            if type(info).__name__ == TaskFailedError.__name__ and isinstance(reported, dict):
+                run.ended(node["id"], False, **reported)
+            else:  # the envelope itself failed (a worker lost without requeueing, a serialisation error, ...)
+                error = runtime.describe(info) if isinstance(info, BaseException) else str(info)
+                run.ended(node["id"], False, error=error)
+        else:
+            node["state"] = {"STARTED": "running", "RETRY": "retrying"}.get(state, "scheduled")
 
     @staticmethod
     def _stale(task: Any, flow_id: str, pass_number: int) -> bool:
@@ -309,198 +423,38 @@ class CeleryFlows:
         return meta.get("status") == RUNNING and isinstance(result, dict) and result.get("pass", -1) >= pass_number
 
 
-class _FlowState:
-    """One flow run between two dispatcher passes, as plain JSON data carried in the dispatcher's message."""
-
-    def __init__(self, flows_: CeleryFlows, flow: Flow, flow_id: str, node_args: Any, state: dict[str, Any] | None):
-        self.flows = flows_
-        self.flow = flow
-        self.flow_id = flow_id
-        self.node_args = node_args
-        state = copy.deepcopy(state or {})
-        self.started: bool = state.get("started", False)
-        self.pass_number: int = state.get("pass", 0)
-        self.retries: int = state.get("retries", 0)
-        self.error: str | None = state.get("error")
-        #: Every node started, in start order: name, id, kind (task or flow), parent, state and what it reported.
-        self.nodes: list[dict[str, Any]] = state.get("nodes", [])
-        #: Succeeded node instances whose edges were considered, by name, in the order they finished.
-        self.finished: dict[str, list[str]] = state.get("finished", {})
-        self.fired: set[tuple[int, tuple[str, ...]]] = {(i, tuple(ids)) for i, ids in state.get("fired", [])}
-        #: Edge firings whose condition is still to be evaluated (one that could not read a parent result).
-        self.pending: list[tuple[int, tuple[str, ...]]] = [(i, tuple(ids)) for i, ids in state.get("pending", [])]
-        self.args_read: bool = state.get("args_read", False)
-
-    @property
-    def failed(self) -> bool:
-        return self.error is not None
-
-    @property
-    def done(self) -> bool:
-        running = any(node["state"] not in ("succeeded", "failed") for node in self.nodes)
-        unprocessed = any(node["state"] == "succeeded" and not node.get("processed") for node in self.nodes)
-        return not running and (self.failed or not (self.pending or unprocessed))
-
-    def dump(self) -> dict[str, Any]:
-        return {
-            "pass": self.pass_number,
-            "started": self.started,
-            "retries": self.retries,
-            "error": self.error,
-            "nodes": self.nodes,
-            "finished": self.finished,
-            "fired": [[i, list(ids)] for i, ids in sorted(self.fired)],
-            "pending": [[i, list(ids)] for i, ids in self.pending],
-            "args_read": self.args_read,
-        }
-
-    def count_retry(self, what: str) -> bool:
-        """Use one of the flow's dispatcher retries; False (and the flow failed) when none is left."""
-        if self.retries >= self.flow.max_retry:
-            self.fail(what)
-            return False
-        self.retries += 1
-        log.warning("%s; dispatcher retry %d in %ss", what, self.retries, self.flow.retry_countdown)
-        return True
-
-    def fail(self, why: str) -> None:
-        """No new node starts in a failed flow; those running end (and store) normally."""
-        if self.error is None:
-            self.error = why
-            log.error("flow %s (%s) failed: %s", self.flow.name, self.flow_id, why)
-
-    def step(self) -> float:
-        """One pass: follow the running nodes, fire edges, start nodes; returns the countdown to the next pass."""
-        retry = False
-        if not self.started:
-            self.pending = [(index, ()) for index in runtime.starting_edges(self.flow)]
-            self.started = True
-        for node in self.nodes:
-            if node["state"] not in ("succeeded", "failed"):
-                self._poll(node)
-        for node in self.nodes:
-            if node["state"] == "succeeded" and not node.get("processed") and not self.failed:
-                retry |= not self._succeeded(node)
-        pending, self.pending = self.pending, []
-        for index, ids in pending:
-            if self.failed:
-                break
-            if not self._fire(index, ids):
-                retry = True
-                self.pending.append((index, ids))
-        return self.flow.retry_countdown if retry else self.flows.poll_interval
-
-    def _poll(self, node: dict[str, Any]) -> None:
-        found = self.flows.app.AsyncResult(node["id"])
-        state, info = found.state, found.info
+def _report(run: FlowState, pass_number: int) -> dict[str, Any]:
+    """The flow's report as its dispatcher keeps it in the result backend (``cli_run.show_report``'s shape)."""
+    tasks: list[dict[str, Any]] = []
+    for node in run.nodes:
         if node["kind"] == "flow":
-            if state == "SUCCESS" and isinstance(info, dict):
-                node["tasks"] = info.get("tasks", [])
-                if info.get("state") == "failed":
-                    node["state"], node["error"] = "failed", f"sub-flow {node['name']!r} failed: {info.get('error')}"
-                else:
-                    node["state"] = "succeeded"
-            elif state == "FAILURE":
-                node["state"], node["error"] = "failed", f"sub-flow {node['name']!r}: {runtime.describe(info)}"
-            else:
-                node["state"] = "running"
-        elif state == "SUCCESS":
-            node["state"] = "succeeded"
-            node.update(info if isinstance(info, dict) else {})
-        elif state == "FAILURE":
-            details = info.args[0] if isinstance(info, Exception) and info.args else None
-            if type(info).__name__ == TaskFailedError.__name__ and isinstance(details, dict):
-                node.update(details)
-            else:  # the envelope itself failed (a worker lost without requeueing, a serialisation error, ...)
-                node["error"] = runtime.describe(info) if isinstance(info, BaseException) else str(info)
-            node["state"] = "failed"
-        else:
-            node["state"] = {"STARTED": "running", "RETRY": "retrying"}.get(state, "scheduled")
-        if node["state"] == "failed":
-            what = "task" if node["kind"] == "task" else "node"
-            self.fail(node["error"] if node["kind"] == "flow" else f"{what} {node['name']!r} failed: {node['error']}")
-
-    def _succeeded(self, node: dict[str, Any]) -> bool:
-        """Consider the edges of a node that succeeded; False when a storage read must be retried."""
-        if self.flow.node_args_from_first and node is self.nodes[0] and not self.args_read:
-            # The first task's result becomes the node arguments: read from its storage, never from a message.
-            try:
-                self.node_args = StoragePool.retrieve(self.flow.name, node["name"], node["id"])
-            except Exception as exc:
-                what = f"flow {self.flow.name!r}: cannot read the result of {node['name']!r}: {runtime.describe(exc)}"
-                self.count_retry(what)
-                return False
-            self.args_read = True
-        node["processed"] = True
-        self.finished.setdefault(node["name"], []).append(node["id"])
-        self.pending += list(runtime.firings(self.flow, node["name"], node["id"], self.finished))
-        return True
-
-    def _fire(self, index: int, ids: tuple[str, ...]) -> bool:
-        """Evaluate one edge firing and start its nodes; False when its condition could not be evaluated."""
-        if (index, ids) in self.fired:
-            return True
-        edge = self.flow.edges[index]
-        parents = dict(zip(edge.from_, ids, strict=True))
-        try:
-            go = runtime.condition_holds(self.flow, index, parents, self.node_args)
-        except Exception as exc:
-            return not self.count_retry(runtime.condition_error(self.flow, index, exc))
-        self.fired.add((index, ids))
-        if go:
-            for name in edge.to:
-                self._start(name, index, ids, parents)
-        return True
-
-    def _start(self, name: str, index: int, ids: tuple[str, ...], parent: dict[str, str]) -> None:
-        # Derived, not random: a pass that is redone starts the same ids (see the module's docstring).
-        node_id = str(uuid.uuid5(_NAMESPACE, f"{self.flow_id}/{index}/{'/'.join(ids)}/{name}"))
-        flows_ = self.flows
-        if name in flows_.system.flows:
-            node_args = self.node_args if self.flow.propagates_to(name) else None
-            flows_.dispatcher.apply_async((name, node_args), task_id=node_id, queue=flows_.flow_queue(name))
-            kind, storage = "flow", None
-        else:
-            arguments = (self.flow.name, name, self.node_args, parent, self.flow_id)
-            flows_.task.apply_async(arguments, task_id=node_id, queue=flows_.task_queue(name))
-            kind, storage = "task", flows_.system.tasks[name].config.storage
-        self.nodes.append(
-            {"name": name, "id": node_id, "kind": kind, "parent": parent, "state": "scheduled", "storage": storage}
+            tasks += node.get("tasks", [])
+            continue
+        tasks.append(
+            {
+                "flow": run.flow.name,
+                "task": node["name"],
+                "task_id": node["id"],
+                "state": "reused" if node.get("reused") else node["state"],
+                "tries": node.get("tries", 0),
+                "storage": node.get("storage"),
+                "record_id": node.get("record_id"),
+                "error": node.get("error") if node["state"] == "failed" else None,
+                "error_record": node.get("error_record"),
+            }
         )
-
-    def report(self) -> dict[str, Any]:
-        tasks: list[dict[str, Any]] = []
-        for node in self.nodes:
-            if node["kind"] == "flow":
-                tasks += node.get("tasks", [])
-                continue
-            tasks.append(
-                {
-                    "flow": self.flow.name,
-                    "task": node["name"],
-                    "task_id": node["id"],
-                    "state": node["state"],
-                    "tries": node.get("tries", 0),
-                    "storage": node.get("storage"),
-                    "record_id": node.get("record_id"),
-                    "error": node.get("error") if node["state"] == "failed" else None,
-                    "error_record": node.get("error_record"),
-                }
-            )
-        # A failed flow is reported failed once its running nodes have ended (and stored what they return).
-        state = ("failed" if self.failed else "succeeded") if self.done else "running"
-        return {
-            "flow": self.flow.name,
-            "flow_id": self.flow_id,
-            "state": state,
-            "error": self.error,
-            "dispatcher_retries": self.retries,
-            "pass": self.pass_number,
-            "tasks": tasks,
-        }
-
-    def finish(self) -> dict[str, Any]:
-        return self.report()
+    # A failed flow is reported failed once its running nodes have ended (and stored what they return).
+    state = ("failed" if run.failed_flow else "succeeded") if run.done else "running"
+    return {
+        "flow": run.flow.name,
+        "flow_id": run.flow_id,
+        "state": state,
+        "error": run.error,
+        "dispatcher_retries": run.retries,
+        "pass": pass_number,
+        "tasks": tasks,
+        "summary": run.summary() if run.done else None,
+    }
 
 
 def _report_from(info: dict[str, Any]) -> FlowReport:

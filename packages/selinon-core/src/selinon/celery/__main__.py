@@ -15,7 +15,7 @@ import click
 
 from selinon.celery import CeleryFlows, FlowReport, flows_of
 from selinon.cli import EXIT_FAILED, EXIT_USAGE
-from selinon.cli_run import _json, _node_args, show_report
+from selinon.cli_run import FOLLOW_SUBFLOWS, RUN_SUBSEQUENT, SELECT, _json, _node_args, selective_options, show_report
 from selinon.errors import SelinonError
 
 
@@ -64,10 +64,27 @@ JSON = click.option("--json", "as_json", is_flag=True, help="Machine-readable ou
 @WAIT
 @TIMEOUT
 @JSON
+@SELECT
+@FOLLOW_SUBFLOWS
+@RUN_SUBSEQUENT
 @click.pass_obj
-def run(flows: CeleryFlows, flow: str, node_args: Any, wait: bool, timeout: float | None, as_json: bool) -> None:
+def run(
+    flows: CeleryFlows,
+    flow: str,
+    node_args: Any,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+    select: tuple[str, ...],
+    follow_subflows: bool,
+    run_subsequent: bool,
+) -> None:
     """Start FLOW on the workers; prints its flow id, or with --wait its tasks and outcome."""
-    flow_id = flows.run_flow(flow, node_args)
+    selective_options(select, follow_subflows, run_subsequent)
+    if select:
+        flow_id = flows.run_flow_selective(flow, list(select), node_args, follow_subflows, run_subsequent)
+    else:
+        flow_id = flows.run_flow(flow, node_args)
     if not wait:
         _json({"flow": flow, "flow_id": flow_id}) if as_json else click.echo(flow_id)
         return

@@ -116,8 +116,19 @@ class Not(Condition):
 ALWAYS = Leaf("alwaysTrue")
 
 
-def parse(tree: Any, nodes_from: Sequence[str], where: str, predicates: Predicates = BUILTINS) -> Condition:
-    """Build a condition from its YAML form; ``nodes_from`` is the edge's ``from:``, whose results it may read."""
+#: Why a condition without parents cannot read a result, by default: it is on a starting edge.
+STARTING_EDGE = "a starting edge has no parent result"
+
+
+def parse(
+    tree: Any,
+    nodes_from: Sequence[str],
+    where: str,
+    predicates: Predicates = BUILTINS,
+    no_parent: str = STARTING_EDGE,
+) -> Condition:
+    """Build a condition from its YAML form; ``nodes_from`` is the edge's ``from:``, whose results it may read;
+    ``no_parent`` says why a condition with no ``nodes_from`` reads no result."""
     if tree is None:
         return ALWAYS
     if not isinstance(tree, dict) or not tree:
@@ -133,15 +144,17 @@ def parse(tree: Any, nodes_from: Sequence[str], where: str, predicates: Predicat
         key = combinators[0]
         value = tree[key]
         if key == "not":
-            return Not(parse(value, nodes_from, f"{where}.not", predicates))
+            return Not(parse(value, nodes_from, f"{where}.not", predicates, no_parent))
         if not isinstance(value, list) or not value:
             raise ConfigurationError(f"{where}: `{key}:` must be a non-empty list of conditions")
-        parts = tuple(parse(part, nodes_from, f"{where}.{key}[{i}]", predicates) for i, part in enumerate(value))
+        parts = tuple(
+            parse(part, nodes_from, f"{where}.{key}[{i}]", predicates, no_parent) for i, part in enumerate(value)
+        )
         return All(parts) if key == "and" else AnyOf(parts)
-    return _leaf(tree, nodes_from, where, predicates)
+    return _leaf(tree, nodes_from, where, predicates, no_parent)
 
 
-def _leaf(tree: dict[str, Any], nodes_from: Sequence[str], where: str, predicates: Predicates) -> Leaf:
+def _leaf(tree: dict[str, Any], nodes_from: Sequence[str], where: str, predicates: Predicates, no_parent: str) -> Leaf:
     for key in tree:
         if key not in LEAF_KEYS:
             raise ConfigurationError(
@@ -170,7 +183,7 @@ def _leaf(tree: dict[str, Any], nodes_from: Sequence[str], where: str, predicate
                 else "a predicate of the node arguments (argsField*, argsIs*)"
             )
             why = (
-                f"a starting edge has no parent result; use {instead}"
+                f"{no_parent}; use {instead}"
                 if not nodes_from
                 else f"name the node whose result it reads with `node:` (one of {', '.join(nodes_from)})"
             )

@@ -33,14 +33,17 @@ def file_name(task_id: str) -> str:
 class Filesystem(DataStorage):
     """One JSON file per task id under ``path``; writes are atomic (a temporary file renamed into place).
 
-    :param path: the directory; created on connect when missing
+    :param path: the directory; created on connect when missing. ``None`` (``path: null``, or no ``path``), as in
+        Selinon 1.x: the working directory when the storage is built
     """
 
     thread_safe = True
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str | None = None) -> None:
+        if path is None:
+            path = os.getcwd()
         if not isinstance(path, str) or not path:
-            raise ValueError("`path` must be a non-empty directory path")
+            raise ValueError("`path` must be a non-empty directory path, or null for the working directory")
         self.path = Path(path)
         self._connected = False
 

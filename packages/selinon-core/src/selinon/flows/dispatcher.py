@@ -1,0 +1,536 @@
+"""The dispatcher's decisions for one flow run, whoever runs it.
+
+A :class:`FlowState` is one run of one flow as plain JSON data: the nodes it started and how they ended, the edge
+firings done and still to do, the failures not handled yet. Its driver (the local executor, or a Celery
+dispatcher that carries the state in its own messages) reports how nodes ended and starts what
+:meth:`FlowState.advance` returns; every decision of Selinon's flow language is taken here: edges, conditions,
+``foreach``, ``nowait``, fallbacks and ``eager_failures``, the ``propagate_*`` options, throttling, selective runs
+and sampling. A sub-flow is a run of its own; its parent sees it as one node that ends with a summary of its nodes.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from selinon import runtime
+from selinon.flows import Flow, System
+from selinon.flows.graph import covers
+from selinon.pool import StoragePool
+
+log = logging.getLogger(__name__)
+
+_NAMESPACE = uuid.UUID("5e1a0c2e-7d3b-4c1e-9f0a-2b6d8e4f1a37")
+ENDED = ("succeeded", "failed")
+
+#: ``throttle(key, seconds)``: the seconds to wait before a start, so that starts of ``key`` are that far apart.
+Throttle = Callable[[str, float], float]
+
+
+@dataclass
+class Start:
+    """A node to start: a task (its envelope gets ``node_args`` and ``parent``) or a sub-flow (a run of its own)."""
+
+    name: str
+    id: str
+    kind: str  # "task" or "flow"
+    node_args: Any
+    parent: dict[str, Any]
+    countdown: float | None = None
+    #: For a sub-flow run selectively: its share of the selective run.
+    selective: dict[str, Any] | None = None
+
+
+class LocalThrottle:
+    """Throttling within this process: each key's next start is at least its interval after the previous one."""
+
+    def __init__(self) -> None:
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, key: str, interval: float) -> float:
+        now = time.monotonic()
+        with self._lock:
+            start = max(now, self._next.get(key, now))
+            self._next[key] = start + interval
+        return start - now
+
+
+class FlowState:
+    """One run of ``flow`` between two looks of its dispatcher; :meth:`dump` gives it back as JSON data."""
+
+    def __init__(
+        self,
+        system: System,
+        flow: Flow,
+        flow_id: str,
+        node_args: Any,
+        parent: dict[str, Any] | None = None,
+        selective: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        self.system = system
+        self.flow = flow
+        self.flow_id = flow_id
+        self.node_args = node_args
+        #: What the flow's starting nodes get as parents (``propagate_parent`` of the flow that started it).
+        self.parent = parent or {}
+        self.selective = selective
+        data = copy.deepcopy(data or {})
+        self.started: bool = data.get("started", False)
+        #: Every node started, in start order: name, id, kind, parent, state, and what its driver reported.
+        self.nodes: list[dict[str, Any]] = data.get("nodes", [])
+        #: Succeeded node instances whose edges were considered, by name.
+        self.finished: dict[str, list[str]] = data.get("finished", {})
+        #: Failed node instances no fallback has handled yet, by name.
+        self.failed: dict[str, list[str]] = data.get("failed", {})
+        self.fired: set[tuple[int, tuple[str, ...]]] = {(i, tuple(ids)) for i, ids in data.get("fired", [])}
+        #: Edge firings whose condition is still to be evaluated (one that could not read a parent result).
+        self.pending: list[tuple[int, tuple[str, ...]]] = [(i, tuple(ids)) for i, ids in data.get("pending", [])]
+        self.retries: int = data.get("retries", 0)
+        self.error: str | None = data.get("error")
+        self.eager: bool = data.get("eager", False)
+        self.fallbacks_run: int = data.get("fallbacks_run", 0)
+        self.previous_retry: float | None = data.get("previous_retry")
+        self._by_id = {node["id"]: node for node in self.nodes}
+        self._new_started: list[str] = []
+        self._new_fallbacks: list[str] = []
+
+    def dump(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "nodes": self.nodes,
+            "finished": self.finished,
+            "failed": self.failed,
+            "fired": [[i, list(ids)] for i, ids in sorted(self.fired)],
+            "pending": [[i, list(ids)] for i, ids in self.pending],
+            "retries": self.retries,
+            "error": self.error,
+            "eager": self.eager,
+            "fallbacks_run": self.fallbacks_run,
+            "previous_retry": self.previous_retry,
+        }
+
+    # -- what drivers read -------------------------------------------------------------------------------------
+
+    @property
+    def failed_flow(self) -> bool:
+        return self.error is not None
+
+    @property
+    def done(self) -> bool:
+        """Final: nothing the flow waits for is running, and nothing is left to decide (or a failure was eager)."""
+        if self.eager:
+            return True
+        unprocessed = any(n["state"] in ENDED and not n.get("processed") for n in self.nodes)
+        return self.started and not self.waiting() and not self.pending and not unprocessed
+
+    def waiting(self) -> list[dict[str, Any]]:
+        """The nodes the flow waits for: started, not ended, not ``nowait``."""
+        return [n for n in self.nodes if n["state"] not in ENDED and not n.get("nowait")]
+
+    def watched(self) -> list[dict[str, Any]]:
+        """The nodes whose end the driver must still report (``nowait`` ones too, for the record)."""
+        return [n for n in self.nodes if n["state"] not in ENDED and not n.get("reused")]
+
+    def ended(self, node_id: str, succeeded: bool, **details: Any) -> None:
+        """Record how a node ended; for a sub-flow, ``details`` holds its ``summary``."""
+        node = self._by_id[node_id]
+        node.update(details)
+        node["state"] = "succeeded" if succeeded else "failed"
+
+    def summary(self) -> dict[str, Any]:
+        """What a parent flow learns of this run: its finished and unhandled failed nodes, and its sub-flows'."""
+        nested = {n["id"]: n["summary"] for n in self.nodes if n["kind"] == "flow" and "summary" in n}
+        return {"finished": self.finished, "failed": self.failed, "nested": nested}
+
+    # -- deciding ------------------------------------------------------------------------------------------------
+
+    def advance(self, throttle: Throttle, look_again: bool = True) -> tuple[list[Start], bool]:
+        """Take in the nodes that ended, fire edges, start fallbacks: the nodes to start, and whether a condition
+        must be evaluated again later (after the flow's ``retry_countdown``). ``look_again=False`` leaves the
+        evaluations already waiting for that retry alone."""
+        held = set() if look_again else set(self.pending)
+        starts, retry = self._advance(throttle, held)
+        return starts, retry or bool(self.pending)
+
+    def _advance(self, throttle: Throttle, held: set[tuple[int, tuple[str, ...]]]) -> tuple[list[Start], bool]:
+        starts: list[Start] = []
+        self._new_started, self._new_fallbacks = [], []
+        if self.done and self.started:
+            return starts, False
+        if not self.started:
+            self.started = True
+            self.pending = [(i, ()) for i in runtime.starting_edges(self.flow) if self._selected(i) is not False]
+        retry = False
+        while True:
+            progressed, unread = self._take_ended()
+            retry |= unread
+            if self.eager:
+                return starts, False
+            pending, self.pending = self.pending, []
+            for index, ids in pending:
+                if (index, ids) in held:
+                    self.pending.append((index, ids))
+                elif not self._fire(index, ids, starts, throttle):
+                    self.pending.append((index, ids))
+                    held.add((index, ids))  # once per look: again only after the flow's retry_countdown
+                    retry = True
+            reused = any(n.get("reused") and not n.get("processed") for n in self.nodes)
+            if not (progressed or reused):
+                break
+        if self.error is not None:  # out of dispatcher retries: nothing more starts
+            self.pending = []
+            return starts, False
+        if self.failed and not self.waiting() and not self.pending:
+            self._run_fallbacks(starts, throttle)
+            if self.failed and not self.waiting():  # failures no fallback handles: the flow fails
+                first = next(n for n in self.nodes if n["id"] in self.failed.get(n["name"], ()))
+                self.error = first.get("why") or f"node {first['name']!r} failed"
+                log.error("flow %s (%s) failed: %s", self.flow.name, self.flow_id, self.error)
+        return starts, retry
+
+    def next_look(self, default: float) -> float:
+        """Seconds until the dispatcher looks again: the flow's ``sampling`` strategy, or ``default``."""
+        if self.flow.sampling is None:
+            return default
+        status = {
+            "previous_retry": self.previous_retry,
+            "active_nodes": [{"name": n["name"], "id": n["id"]} for n in self.waiting()],
+            "failed_nodes": self.failed,
+            "new_started_nodes": self._new_started,
+            "new_fallback_nodes": self._new_fallbacks,
+            "finished_nodes": self.finished,
+        }
+        wait = self.flow.sampling.next_retry(status)
+        self.previous_retry = wait
+        return default if wait is None else float(wait)
+
+    def count_retry(self, what: str) -> bool:
+        """Use one of the flow's dispatcher retries; False (and the flow failed) when none is left."""
+        if self.retries >= self.flow.max_retry:
+            self.fail(what)
+            return False
+        self.retries += 1
+        log.warning("%s; dispatcher retry %d in %ss", what, self.retries, self.flow.retry_countdown)
+        return True
+
+    def fail(self, why: str) -> None:
+        if self.error is None:
+            self.error = why
+            log.error("flow %s (%s) failed: %s", self.flow.name, self.flow_id, why)
+
+    def _take_ended(self) -> tuple[bool, bool]:
+        """Process nodes that ended since the last look: (one did, a result must be read again later)."""
+        progressed = unread = False
+        for node in list(self.nodes):
+            if node["state"] not in ENDED or node.get("processed"):
+                continue
+            if node["state"] == "succeeded" and self.flow.node_args_from_first and node is self.nodes[0]:
+                # The first task's result becomes the node arguments: read from its storage, never from a message.
+                try:
+                    self.node_args = StoragePool.retrieve(self.flow.name, node["name"], node["id"])
+                except Exception as exc:
+                    what = f"flow {self.flow.name!r}: cannot read the result of {node['name']!r}"
+                    if self.count_retry(f"{what}: {runtime.describe(exc)}"):
+                        unread = True
+                        continue
+            node["processed"] = True
+            progressed = True
+            if node.get("nowait"):
+                continue
+            if node["state"] == "succeeded":
+                self.finished.setdefault(node["name"], []).append(node["id"])
+                for index, parents in runtime.firings(self.flow, node["name"], node["id"], self.finished):
+                    if self._selected(index) is not False:
+                        self.pending.append((index, parents))
+            else:
+                node.setdefault("why", _why(node))
+                self.failed.setdefault(node["name"], []).append(node["id"])
+                if covers(self.flow.eager_failures, node["name"]):
+                    self.eager = True
+                    self.fail(node["why"])
+                    return True, False
+        return progressed, unread
+
+    def _selected(self, index: int) -> list[str] | bool | None:
+        """In a selective run: the nodes edge ``index`` starts (False: not at all); None outside selective runs."""
+        if self.selective is None or self.flow.name not in self.selective["edges"]:
+            return None
+        return self.selective["edges"][self.flow.name].get(str(index), False)  # type: ignore[no-any-return]
+
+    def _fire(self, index: int, ids: tuple[str, ...], starts: list[Start], throttle: Throttle) -> bool:
+        """Evaluate one edge firing and start its nodes; False when its condition could not be evaluated."""
+        if (index, ids) in self.fired or self.error is not None:
+            return True
+        edge = self.flow.edges[index]
+        tasks = {name: node_id for name, node_id in zip(edge.from_, ids, strict=True) if name in self.system.tasks}
+        try:
+            go = runtime.condition_holds(self.flow, index, tasks, self.node_args)
+            items = runtime.foreach_items(self.flow, index, tasks, self.node_args) if go else []
+        except Exception as exc:
+            return not self.count_retry(runtime.condition_error(self.flow, index, exc))
+        self.fired.add((index, ids))
+        if not go:
+            return True
+        parent = self.parent if not edge.from_ else self._parent_of(edge.from_, ids)
+        only = self._selected(index)
+        forced = edge.foreach is not None and edge.foreach.propagate_result
+        for number, item in enumerate(items):
+            for position, name in enumerate(edge.to):
+                if isinstance(only, list) and name not in only:
+                    continue
+                key = f"{index}/{'/'.join(ids)}/{number}/{position}/{name}"
+                node_args = item if forced else self.node_args
+                self._start(name, key, node_args, parent, starts, throttle, forced_args=forced, edge=index)
+        return True
+
+    def _parent_of(self, names: tuple[str, ...], ids: tuple[str, ...]) -> dict[str, Any]:
+        """The ``parent`` of the nodes an edge starts (see :meth:`_parent_entry`)."""
+        return {name: self._parent_entry(name, node_id, "finished") for name, node_id in zip(names, ids, strict=True)}
+
+    def _parent_entry(self, name: str, node_id: str, key: str) -> Any:
+        """What ``parent`` holds for a parent node: a task's id; for a sub-flow, its ``key`` ("finished" or
+        "failed") tasks with the ``propagate_*`` option for them (nested by sub-flow, or compound: flat), else its
+        flow id."""
+        summary = self._by_id[node_id].get("summary")
+        if summary is None:
+            return node_id
+        flow = self.flow
+        plain, compound = (
+            (flow.propagate_finished, flow.propagate_compound_finished)
+            if key == "finished"
+            else (flow.propagate_failures, flow.propagate_compound_failures)
+        )
+        if covers(compound, name) or covers(plain, name):
+            return _tree(summary, key, compound=covers(compound, name))
+        return node_id
+
+    def _start(
+        self,
+        name: str,
+        key: str,
+        node_args: Any,
+        parent: dict[str, Any],
+        starts: list[Start],
+        throttle: Throttle,
+        fallback: bool = False,
+        forced_args: bool = False,
+        edge: int | None = None,
+    ) -> None:
+        # Derived, not random: a look that is redone from the same state starts the same ids.
+        node_id = str(uuid.uuid5(_NAMESPACE, f"{self.flow_id}/{key}"))
+        is_flow = name in self.system.flows
+        record: dict[str, Any] = {
+            "name": name,
+            "id": node_id,
+            "kind": "flow" if is_flow else "task",
+            "state": "scheduled",
+        }
+        if name in self.flow.nowait:
+            record["nowait"] = True
+        if fallback:
+            record["fallback"] = True
+        if is_flow:
+            if not forced_args:
+                propagate = self.flow.propagates_to(name)
+                node_args = node_args if propagate else None
+            share = covers(self.flow.propagate_parent_failures if fallback else self.flow.propagate_parent, name)
+            selective = self._selective_for(name)
+            on_edge = None if edge is None else self.flow.edges[edge].selective
+            if on_edge is not None:  # an edge that runs its sub-flow selectively
+                selective = selective_run(self.system, name, **on_edge)
+            start = Start(name, node_id, "flow", node_args, parent if share else {}, None, selective)
+            interval = self.system.flows[name].throttle
+        else:
+            record["parent"] = parent
+            record["storage"] = self.system.tasks[name].config.storage
+            reused = self._reuse(name, node_args, parent)
+            if reused is not None:
+                record.update(id=reused, state="succeeded", reused=True)
+                self._add(record)
+                return
+            start = Start(name, node_id, "task", node_args, parent)
+            interval = self.system.tasks[name].throttle
+        if interval:
+            start.countdown = throttle(f"{start.kind}:{name}", interval) or None
+        self._add(record)
+        (self._new_fallbacks if fallback else self._new_started).append(node_id)
+        starts.append(start)
+
+    def _add(self, record: dict[str, Any]) -> None:
+        self.nodes.append(record)
+        self._by_id[record["id"]] = record
+
+    def _selective_for(self, subflow: str) -> dict[str, Any] | None:
+        if self.selective is not None and subflow in self.selective["edges"]:
+            return self.selective
+        return None
+
+    def _reuse(self, name: str, node_args: Any, parent: dict[str, Any]) -> str | None:
+        """In a selective run, a task that was not asked for may reuse an earlier result (its task id)."""
+        if self.selective is None or name in self.selective["task_names"]:
+            return None
+        function = self.system.tasks[name].selective_run
+        if function is None:
+            return None
+        ids = {k: v for k, v in parent.items() if isinstance(v, str)}
+        found = function(
+            self.flow.name, name, node_args, list(self.selective["task_names"]), StoragePool(ids, self.flow.name)
+        )
+        return None if found is None else str(found)
+
+    def _run_fallbacks(self, starts: list[Start], throttle: Throttle) -> None:
+        """Start the fallbacks of the failed nodes, largest sets of failed nodes first, as long as one applies."""
+        while self.failed:
+            found = None
+            names = sorted(self.failed)
+            for size in range(len(names), 0, -1):
+                for combination in itertools.combinations(names, size):
+                    matching = [
+                        f
+                        for f in self.flow.failures
+                        if f.nodes == frozenset(combination) and f.condition.evaluate(_no_result, self.node_args)
+                    ]
+                    if matching:
+                        found = combination, matching
+                        break
+                if found:
+                    break
+            if found is None:
+                return
+            combination, matching = found
+            parent = self._failed_parent(combination)
+            for failure in matching:
+                if isinstance(failure.fallback, tuple):
+                    for position, name in enumerate(failure.fallback):
+                        key = f"fallback/{self.fallbacks_run}/{position}/{name}"
+                        self._start(name, key, self.node_args, parent, starts, throttle, fallback=True)
+                self.fallbacks_run += 1
+            for name in combination:
+                handled = self.failed[name].pop(0)
+                self._by_id[handled]["handled"] = True
+                if not self.failed[name]:
+                    del self.failed[name]
+
+    def _failed_parent(self, combination: tuple[str, ...]) -> dict[str, Any]:
+        """The ``parent`` of fallbacks: the failed nodes, each as :meth:`_parent_entry` gives it."""
+        return {name: self._parent_entry(name, self.failed[name][0], "failed") for name in combination}
+
+
+def _no_result(name: str) -> Any:
+    raise AssertionError(f"a failure's condition cannot read results ({name})")  # refused when loaded
+
+
+def _why(node: dict[str, Any]) -> str:
+    if node["kind"] == "flow":
+        return f"sub-flow {node['name']!r} failed: {node.get('error')}"
+    return f"task {node['name']!r} failed: {node.get('error')}"
+
+
+def _tree(summary: dict[str, Any], key: str, compound: bool) -> dict[str, Any]:
+    """A sub-flow's ``finished`` or ``failed`` nodes as Selinon 1.x passes them in ``parent``: task -> ids, with
+    sub-flows nested under their names, or, ``compound``, every task at the top."""
+    out: dict[str, Any] = {}
+    for name, ids in summary.get(key, {}).items():
+        for node_id in ids:
+            inner = summary.get("nested", {}).get(node_id)
+            if inner is None:
+                out.setdefault(name, []).append(node_id)
+            else:
+                _merge(out if compound else out.setdefault(name, {}), _tree(inner, key, compound))
+    return out
+
+
+def _merge(target: dict[str, Any], source: dict[str, Any]) -> None:
+    for name, value in source.items():
+        if isinstance(value, list):
+            target.setdefault(name, []).extend(value)
+        else:
+            _merge(target.setdefault(name, {}), value)
+
+
+def selective_run(
+    system: System,
+    flow_name: str,
+    task_names: list[str],
+    follow_subflows: bool = False,
+    run_subsequent: bool | list[str] = False,
+) -> dict[str, Any]:
+    """What a selective run of ``flow_name`` starts: per flow, edge index -> the nodes it starts.
+
+    Only the named tasks run, with what they need (every node on a path from the start to them); with
+    ``run_subsequent`` (true, or the flows where it applies) also what follows them; with ``follow_subflows``,
+    sub-flows that hold a named task run selectively too (other sub-flows on the way run whole).
+    """
+    from selinon.errors import ConfigurationError
+
+    system.flow(flow_name)
+    names = list(dict.fromkeys(task_names))
+    if not names:
+        raise ConfigurationError("a selective run needs at least one task name")
+    for name in names:
+        if name not in system.tasks:
+            raise ConfigurationError(f"selective run: {name!r} is not a task of the configuration")
+    scope = [flow_name]
+    if follow_subflows:
+        for current in scope:
+            for node in sorted(system.flows[current].nodes()):
+                if node in system.flows and node not in scope:
+                    scope.append(node)
+    holds = {f: {n for n in names if n in system.flows[f].nodes()} for f in scope}
+    changed = True
+    while changed:  # a sub-flow that (transitively) holds a named task is a target of the flows that start it
+        changed = False
+        for f in scope:
+            for node in system.flows[f].nodes():
+                if node in holds and holds[node] and node not in holds[f]:
+                    holds[f].add(node)
+                    changed = True
+    edges: dict[str, dict[str, list[str]]] = {}
+    reached: set[str] = set()
+    for f in scope:
+        targets = holds[f]
+        if not targets:
+            continue
+        flow = system.flows[f]
+        chosen: dict[int, set[str]] = {}
+        needed = set(targets)
+        changed = True
+        while changed:
+            changed = False
+            for index, edge in enumerate(flow.edges):
+                wanted = set(edge.to) & needed
+                if wanted - chosen.get(index, set()):
+                    chosen.setdefault(index, set()).update(wanted)
+                    needed.update(edge.from_)
+                    changed = True
+        if run_subsequent is True or (isinstance(run_subsequent, list) and f in run_subsequent):
+            done = set(names) | (targets - set(system.tasks))
+            changed = True
+            while changed:
+                changed = False
+                for index, edge in enumerate(flow.edges):
+                    if edge.from_ and set(edge.from_) <= done and set(edge.to) - chosen.get(index, set()):
+                        chosen.setdefault(index, set()).update(edge.to)
+                        done.update(edge.to)
+                        changed = True
+        started = {n for i in chosen for n in chosen[i]}
+        if not any(not flow.edges[i].from_ for i in chosen):
+            raise ConfigurationError(
+                f"selective run: no path from the start of flow {f!r} to {', '.join(sorted(targets))}"
+            )
+        reached |= started
+        edges[f] = {str(i): [n for n in flow.edges[i].to if n in chosen[i]] for i in sorted(chosen)}
+    for name in names:
+        if name not in reached:
+            where = "its flows" if follow_subflows else f"flow {flow_name!r} (to look in sub-flows, follow them)"
+            raise ConfigurationError(f"selective run: task {name!r} is not run by {where}")
+    return {"task_names": names, "edges": edges}
