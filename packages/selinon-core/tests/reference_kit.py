@@ -101,7 +101,7 @@ class ReferenceDrills(StorageDrills):
         return {"host": host, "port": port, "key_prefix": PREFIX, "connect_timeout": timeout, "socket_timeout": timeout}
 
     @pytest.fixture
-    def server(self) -> tuple[str, int]:
+    def server_address(self) -> tuple[str, int]:
         return (HOST, PORT)
 
     @pytest.fixture

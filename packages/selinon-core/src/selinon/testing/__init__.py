@@ -14,7 +14,7 @@ Needs pytest, and is imported only by tests::
         classname = "MyStorage"
 
         @pytest.fixture
-        def server(self):
+        def server_address(self):
             return ("127.0.0.1", 7000)
 
         def configuration(self, host, port, timeout):

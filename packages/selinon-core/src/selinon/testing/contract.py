@@ -340,7 +340,7 @@ class StorageContract:
         for worker in workers:
             worker.join()
         adapter.disconnect()
-        assert _settled(server) <= before, "disconnect() left connections open"
+        assert _at_most(server, before), "disconnect() left connections open"
 
     def test_connect_again_opens_nothing(
         self, storage_factory: Callable[[], DataStorage], backend: Backend | None
@@ -354,9 +354,9 @@ class StorageContract:
         connected = _settled(server)
         adapter.connect()
         adapter.connect()
-        assert _settled(server) == connected, "connect() on a connected adapter opened connections"
+        assert _at_most(server, connected), "connect() on a connected adapter opened connections"
         adapter.disconnect()
-        assert _settled(server) <= before, "disconnect() left connections open"
+        assert _at_most(server, before), "disconnect() left connections open"
 
     # -- concurrency -----------------------------------------------------------------------------------------
 
@@ -402,14 +402,25 @@ def _needs_connections(backend: Backend | None) -> Backend:
 
 
 def _settled(backend: Backend, timeout: float = 3.0) -> int:
-    """This process's open connections to the server, once two counts 0.1 s apart agree (a driver may close a
-    socket from a thread of its own, or a monitor reopen one)."""
+    """This process's open connections to the server, once two counts 0.2 s apart agree (a driver may open a
+    monitoring connection from a thread of its own)."""
     deadline = time.monotonic() + timeout
     count = backend.open_connections()
     while True:
-        time.sleep(0.1)
+        time.sleep(0.2)
         again = backend.open_connections()
         if again == count or time.monotonic() > deadline:
             assert again is not None
             return again
         count = again
+
+
+def _at_most(backend: Backend, limit: int, timeout: float = 5.0) -> bool:
+    """Whether this process's open connections to the server come down to ``limit`` within ``timeout`` (a
+    driver may close its last sockets from a thread of its own, a moment after disconnect() returns)."""
+    deadline = time.monotonic() + timeout
+    while (backend.open_connections() or 0) > limit:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

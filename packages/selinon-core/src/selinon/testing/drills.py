@@ -32,8 +32,8 @@ LOAD_RETRY = {"attempts": 2, "deadline": 10, "backoff": 0.05}
 
 
 class StorageDrills:
-    """Subclass as ``TestSomethingDrills``: set :attr:`classname`, give the ``server`` fixture (host and port
-    of the real server) and :meth:`configuration`. The ``backend`` fixture (see :mod:`selinon.testing.backend`)
+    """Subclass as ``TestSomethingDrills``: set :attr:`classname`, give the ``server_address`` fixture (host
+    and port of the real server) and :meth:`configuration`. The ``backend`` fixture (see :mod:`selinon.testing.backend`)
     lets the drills count records on the server; ``refused_credentials`` turns on the credentials drill."""
 
     #: The classname the drills write in the storage entry, and its ``import:`` line if it needs one.
@@ -56,8 +56,8 @@ class StorageDrills:
         raise NotImplementedError("return the adapter's configuration for host:port")
 
     @pytest.fixture
-    def server(self) -> tuple[str, int]:
-        raise NotImplementedError("provide a `server` fixture: the (host, port) of the real test server")
+    def server_address(self) -> tuple[str, int]:
+        raise NotImplementedError("provide a `server_address` fixture: the (host, port) of the real test server")
 
     @pytest.fixture
     def backend(self) -> Backend | None:
@@ -72,8 +72,8 @@ class StorageDrills:
     # -- harness ---------------------------------------------------------------------------------------------
 
     @pytest.fixture
-    def proxy(self, server: tuple[str, int]) -> Iterator[TcpProxy]:
-        with TcpProxy(*server) as tcp_proxy:
+    def proxy(self, server_address: tuple[str, int]) -> Iterator[TcpProxy]:
+        with TcpProxy(*server_address) as tcp_proxy:
             yield tcp_proxy
 
     @pytest.fixture
@@ -106,10 +106,32 @@ class StorageDrills:
             missing = [task_id for task_id in outcome.stored if task_id not in counts]
             assert not missing, f"records reported stored that the server does not hold: {missing[:5]}"
 
+    # -- load (first: a server may slow down as it fills) ------------------------------------------------------
+
+    def test_load_through_the_pool(
+        self, tmp_path: Path, server_address: tuple[str, int], backend: Backend | None
+    ) -> None:
+        """Records stored and read back from many threads through the pool: every one there once, correct.
+        Nothing fails here, so a call gets one retry at most: a bug that fails calls fails the drill at once."""
+        self.configure(tmp_path, self.configuration(*server_address, self.timeout), retry=LOAD_RETRY)
+        prefix = f"load-{uuid.uuid4().hex[:12]}"
+        outcome = hammer(prefix, self.load_records, self.threads)
+        assert not outcome.errors, [str(e)[:300] for e in outcome.errors[:3]]
+        assert len(outcome.stored) == self.load_records
+        if backend is not None:
+            counts = backend.records(f"{prefix}-")
+            assert len(counts) == self.load_records and set(counts.values()) == {1}
+        print(f"{self.load_records} records stored and read back in {outcome.seconds:.1f}s")
+
     # -- connections cut -------------------------------------------------------------------------------------
 
     def test_cut_connections_lose_and_double_nothing(
-        self, tmp_path: Path, server: tuple[str, int], proxy: TcpProxy, events: StorageEvents, backend: Backend | None
+        self,
+        tmp_path: Path,
+        server_address: tuple[str, int],
+        proxy: TcpProxy,
+        events: StorageEvents,
+        backend: Backend | None,
     ) -> None:
         """While threads store and read back through the pool, every connection is reset three times, then
         the server is unreachable until the pool has retried: every call succeeds, nothing is lost or doubled."""
@@ -169,7 +191,7 @@ class StorageDrills:
     def test_refused_credentials_are_not_retried(
         self,
         tmp_path: Path,
-        server: tuple[str, int],
+        server_address: tuple[str, int],
         refused_credentials: Callable[[str], dict[str, Any]] | None,
         events: StorageEvents,
     ) -> None:
@@ -194,11 +216,11 @@ class StorageDrills:
         assert secret not in exception_text(failed.value)
 
     def test_a_result_that_cannot_be_stored_is_not_retried(
-        self, tmp_path: Path, server: tuple[str, int], events: StorageEvents
+        self, tmp_path: Path, server_address: tuple[str, int], events: StorageEvents
     ) -> None:
         if not self.rejects_unserialisable:
             pytest.skip("this adapter keeps Python objects as they are")
-        self.configure(tmp_path, self.configuration(*server, self.timeout))
+        self.configure(tmp_path, self.configuration(*server_address, self.timeout))
         with pytest.raises(StorageError):
             StoragePool.set(None, FLOW, TASK, f"refused-{uuid.uuid4().hex[:12]}", {"a set": {1, 2}})
         assert events["retry"] == 0, "a result that cannot be stored was retried"
@@ -232,21 +254,6 @@ class StorageDrills:
             for i in range(CHILD_RECORDS):
                 task_id = f"{prefix}-{n}-{i}"
                 assert StoragePool.retrieve(FLOW, TASK, task_id) == result_for(task_id)
-
-    # -- load ------------------------------------------------------------------------------------------------
-
-    def test_load_through_the_pool(self, tmp_path: Path, server: tuple[str, int], backend: Backend | None) -> None:
-        """Records stored and read back from many threads through the pool: every one there once, correct.
-        Nothing fails here, so a call gets one retry at most: a bug that fails calls fails the drill at once."""
-        self.configure(tmp_path, self.configuration(*server, self.timeout), retry=LOAD_RETRY)
-        prefix = f"load-{uuid.uuid4().hex[:12]}"
-        outcome = hammer(prefix, self.load_records, self.threads)
-        assert not outcome.errors, [str(e)[:300] for e in outcome.errors[:3]]
-        assert len(outcome.stored) == self.load_records
-        if backend is not None:
-            counts = backend.records(f"{prefix}-")
-            assert len(counts) == self.load_records and set(counts.values()) == {1}
-        print(f"{self.load_records} records stored and read back in {outcome.seconds:.1f}s")
 
 
 CHILD_RECORDS = 10
