@@ -285,7 +285,7 @@ class SqlDrills(StorageDrills):
         self.table_name = table(self.url.render_as_string(hide_password=False))
 
     @pytest.fixture
-    def server(self) -> tuple[str, int]:
+    def server_address(self) -> tuple[str, int]:
         return self.url.host or "127.0.0.1", self.url.port or self.default_port
 
     @pytest.fixture

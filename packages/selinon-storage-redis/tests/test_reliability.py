@@ -198,7 +198,7 @@ class TestRedisDrills(StorageDrills):
     classname = "Redis"
 
     @pytest.fixture
-    def server(self, redis_url: str) -> tuple[str, int]:
+    def server_address(self, redis_url: str) -> tuple[str, int]:
         parts = urlsplit(redis_url)
         return parts.hostname or "127.0.0.1", parts.port or 6379
 
