@@ -162,13 +162,16 @@ def test_plugins_list_shows_hook_plugins(
     assert code == 0
     hooks = {r["name"]: r for r in json.loads(out) if r["source"] == "hook plugin"}
     assert hooks["acme-trace"] == {
-        "name": "acme-trace",
+        "classname": None,
         "distribution": "acme-hooks",
         "version": "2.3.0",
-        "hooks": ["storage_configuration", "storage_event"],
+        "target": None,
         "source": "hook plugin",
+        "requires_core": None,
         "status": "installed",
         "reason": None,
+        "name": "acme-trace",
+        "hooks": ["storage_configuration", "storage_event"],
     }
     assert hooks["acme-broken"]["status"] == "broken" and hooks["acme-broken"]["version"] == "2.3.0"
     assert "ModuleNotFoundError: No module named 'acme_nothing_here'" in hooks["acme-broken"]["reason"]

@@ -115,13 +115,16 @@ def _hook_plugins(ok: str) -> list[dict[str, Any]]:
 
     return [
         {
-            "name": p.name,
+            "classname": None,  # the keys of a storage's record, so that a consumer may read every record alike
             "distribution": p.distribution,
             "version": p.version,
-            "hooks": p.hooks,
+            "target": None,
             "source": "hook plugin",
+            "requires_core": None,
             "status": "broken" if p.broken else ok,
             "reason": p.broken,
+            "name": p.name,
+            "hooks": p.hooks,
         }
         for p in hook_plugins()
     ]
@@ -224,14 +227,15 @@ def plugins_show(classname: str, as_json: bool) -> None:
     type=click.Path(file_okay=False),
     help="Where to create the project folder.",
 )
-def plugins_new(name: str, directory: str) -> None:
+@click.option("--classname", help="The adapter's class name (default: from NAME, such as 'AcmeDb' for 'acme-db').")
+def plugins_new(name: str, directory: str, classname: str | None) -> None:
     """Create a ready-to-publish adapter project for backend NAME (such as 'acme')."""
     from pathlib import Path
 
     from selinon import scaffold
 
-    target = scaffold.create(name, Path(directory))
-    values = scaffold.names(name)
+    target = scaffold.create(name, Path(directory), classname)
+    values = scaffold.names(name, classname)
     click.echo(f"created {target}")
     click.echo(
         f"  classname {values['classname']} in {values['package']}; next: pip install -e {target} pytest "
