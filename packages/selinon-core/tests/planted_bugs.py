@@ -205,7 +205,7 @@ CAUGHT_BY: dict[type[Reference], list[str]] = {
     InsertReturnsNewest: ["Contract::test_one_record_per_task_id"],
     NewRecordIdEachStore: ["Contract::test_record_id_names_the_task_record"],
     ConstantRecordId: ["Contract::test_record_id_names_the_task_record"],
-    DisconnectLeavesSockets: ["Contract::test_disconnect_closes_every_connection"],
+    DisconnectLeavesSockets: ["Contract::test_connections_open_once_and_close"],
     CaseFoldedIds: ["Contract::test_look_alike_ids_are_separate"],
     TrimmedIds: ["Contract::test_look_alike_ids_are_separate"],
     NormalisedIds: ["Contract::test_look_alike_ids_are_separate"],
@@ -217,6 +217,6 @@ CAUGHT_BY: dict[type[Reference], list[str]] = {
         "Drills::test_a_result_that_cannot_be_stored_is_not_retried",
     ],
     NoConnectTimeout: ["Drills::test_connect_fails_within_the_timeout"],
-    ConnectNotIdempotent: ["Contract::test_connect_again_opens_nothing"],
+    ConnectNotIdempotent: ["Contract::test_connections_open_once_and_close"],
     SharedAcrossInstances: ["Drills::test_forked_children_use_connections_of_their_own"],
 }

@@ -24,7 +24,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,16 +68,6 @@ def configure(tmp_path: Path, configuration: dict[str, Any], retry: dict[str, An
     path = tmp_path / f"nodes-{uuid.uuid4().hex[:8]}.yaml"
     path.write_text(json.dumps({"storages": [entry], "tasks": [{"name": TASK, "storage": STORAGE}]}))  # JSON is YAML
     StoragePool.configure(path)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
-    """Poll a condition (bounded); True once it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def check_errors(outcome: Outcome) -> None:

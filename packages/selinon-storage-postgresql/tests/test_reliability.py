@@ -28,7 +28,7 @@ from sqlalchemy.engine import make_url
 
 from selinon import StorageError, StoragePool
 from selinon.errors import TransientStorageError
-from selinon.testing import StorageDrills, free_port
+from selinon.testing import StorageDrills, free_port, wait_until
 from selinon.testing.load import FLOW, TASK, Outcome, StorageEvents, hammer, result_for, storage_events
 
 STORAGE = "Results"
@@ -85,16 +85,6 @@ def check_outcome(outcome: Outcome, url: str, table: str, prefix: str) -> None:
     wrong = [t for t in outcome.stored if t not in found or found[t] != [result_for(t)]]
     assert not wrong, f"{len(wrong)} of {len(outcome.stored)} records missing or wrong: {wrong[:5]}"
     outcome.check_all_present()  # and through the pool
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, every: float = 0.02) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` passes; a bounded wait on a server-side condition."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every)
-    return True
 
 
 def backends(admin: sa.Connection, application_name: str) -> set[int]:

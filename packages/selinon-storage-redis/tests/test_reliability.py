@@ -30,7 +30,7 @@ import redis
 from conftest import PrivateRedis, RedisBackend
 
 from selinon import StorageError, StoragePool
-from selinon.testing import StorageDrills, planted_secret
+from selinon.testing import StorageDrills, planted_secret, wait_until
 from selinon.testing.load import FLOW, TASK, Outcome, StorageEvents, hammer, result_for, storage_events
 
 STORAGE = "Results"
@@ -55,16 +55,6 @@ def unique_name(what: str) -> str:
 
 
 events = pytest.fixture(storage_events, name="events")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, every: float = 0.02) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` passes; a bounded wait on a server-side condition."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every)
-    return True
 
 
 def named(client: redis.Redis, name: str) -> list[dict[str, Any]]:

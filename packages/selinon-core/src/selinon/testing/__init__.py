@@ -31,7 +31,9 @@ from selinon.testing.services import (
     free_port,
     planted_secret,
     require_service,
+    timed,
     wait_for_port,
+    wait_until,
 )
 
 __all__ = [
@@ -45,5 +47,7 @@ __all__ = [
     "open_sockets",
     "planted_secret",
     "require_service",
+    "timed",
     "wait_for_port",
+    "wait_until",
 ]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,7 +22,7 @@ from selinon.pool import StoragePool
 from selinon.testing.backend import Backend
 from selinon.testing.load import FLOW, TASK, Outcome, StorageEvents, hammer, result_for, storage_events
 from selinon.testing.proxy import TcpProxy
-from selinon.testing.services import exception_text, free_port, planted_secret
+from selinon.testing.services import exception_text, free_port, planted_secret, timed, wait_until
 
 STORAGE = "Drilled"
 #: Short but realistic: a lost connection is retried at once and again for up to 20 s.
@@ -150,12 +149,12 @@ class StorageDrills:
                 def reconnected(stored: int = stored, opened: int = opened) -> bool:
                     return (proxy.connections > opened and events["store"] >= stored + 50) or over()
 
-                _wait_until(reconnected)  # the next cut once the adapter has reconnected and stored more
+                wait_until(reconnected)  # the next cut once the adapter has reconnected and stored more
             proxy.refuse()
             cuts.append(proxy.cut())
             retried = events["retry"]
             try:
-                _wait_until(lambda: events["retry"] > retried or over(), timeout=10)
+                wait_until(lambda: events["retry"] > retried or over(), timeout=10)
             finally:
                 proxy.accept()
 
@@ -178,7 +177,7 @@ class StorageDrills:
         (proxy.hold if down == "silent" else proxy.refuse)()
         self.configure(tmp_path, self.configuration(proxy.host, port, self.timeout))
         bound = self.timeout + self.slack
-        results, errors, elapsed = _timed(lambda: StoragePool.get_connected_storage(STORAGE), bound + 1)
+        results, errors, elapsed = timed(lambda: StoragePool.get_connected_storage(STORAGE), bound + 1)
         assert not results, f"connect() succeeded against a {down} server"
         assert errors, f"connect() had not failed after {elapsed:.1f}s (timeout {self.timeout:g}s)"
         assert elapsed < bound, f"connect() took {elapsed:.1f}s with a timeout of {self.timeout:g}s"
@@ -263,31 +262,3 @@ def _store_in_child(prefix: str) -> None:
     for n in range(CHILD_RECORDS):
         task_id = f"{prefix}-{n}"
         StoragePool.set(None, FLOW, TASK, task_id, result_for(task_id))
-
-
-def _wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
-def _timed(call: Callable[[], Any], patience: float) -> tuple[list[Any], list[BaseException], float]:
-    """Run ``call`` in a thread and wait at most ``patience`` seconds: its result, its error, the time taken
-    (a call that hangs fails the drill instead of hanging it)."""
-    results: list[Any] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.append(call())
-        except BaseException as exc:
-            errors.append(exc)
-
-    start = time.monotonic()
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(patience)
-    return results, errors, time.monotonic() - start
