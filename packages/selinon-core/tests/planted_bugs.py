@@ -168,6 +168,15 @@ class NoConnectTimeout(Reference):
         return Connection(self.host, self.port, None)  # type: ignore[arg-type]
 
 
+class NoReadTimeout(Reference):
+    """Waits for a reply as long as it takes."""
+
+    def _open(self) -> Connection:
+        connection = super()._open()
+        connection.sock.settimeout(None)
+        return connection
+
+
 class ConnectNotIdempotent(Reference):
     """Opens a connection on every connect(), and keeps it."""
 
@@ -217,6 +226,7 @@ CAUGHT_BY: dict[type[Reference], list[str]] = {
         "Drills::test_a_result_that_cannot_be_stored_is_not_retried",
     ],
     NoConnectTimeout: ["Drills::test_connect_fails_within_the_timeout"],
+    NoReadTimeout: ["Drills::test_a_server_that_stops_answering_fails_calls_within_the_read_timeout"],
     ConnectNotIdempotent: ["Contract::test_connections_open_once_and_close"],
     SharedAcrossInstances: ["Drills::test_forked_children_use_connections_of_their_own"],
 }

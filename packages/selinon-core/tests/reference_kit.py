@@ -92,6 +92,7 @@ class ReferenceDrills(StorageDrills):
     threads = 4
     cut_records = 400
     load_records = 1000
+    read_timeout = 2.0  # configuration() sets socket_timeout to the drills' timeout
 
     @property
     def classname(self) -> str:  # type: ignore[override]

@@ -128,6 +128,7 @@ def load_server(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 class TestMongoDBDrills(StorageDrills):
     classname = "MongoDB"
+    read_timeout = 10  # configuration() sets socket_timeout to it
 
     @pytest.fixture(autouse=True)
     def collection(self, request: pytest.FixtureRequest, quiet_driver: None) -> Iterator[None]:

@@ -267,6 +267,7 @@ def test_transient_classification_of_real_driver_errors(postgresql_url: str, mys
 
 class SqlDrills(StorageDrills):
     classname = "SqlStorage"
+    read_timeout: float | None = 5  # configuration() sets socket_timeout to it
     url_fixture: str
 
     @pytest.fixture(autouse=True)
@@ -286,12 +287,15 @@ class SqlDrills(StorageDrills):
         url = self.url.set(host=host, port=port).render_as_string(hide_password=False)
         return {
             "connection_string": url, "table_name": self.table_name, "connect_timeout": timeout,
-            "pool_size": THREADS, "max_overflow": 0,
+            "socket_timeout": 5, "pool_size": THREADS, "max_overflow": 0,
         }  # fmt: skip
 
 
 class TestPostgreSQLDrills(SqlDrills):
     url_fixture, default_port = "postgresql_url", 5432
+    # Not drilled: libpq has no client-side read timeout (`socket_timeout` bounds what the server waits for), so
+    # a server that accepts a statement and never answers holds the call until TCP gives up.
+    read_timeout = None
 
     @pytest.fixture
     def refused_credentials(self, password_postgresql_url: str) -> Callable[[str], dict[str, Any]]:

@@ -186,6 +186,7 @@ def test_refused_credentials_are_not_retried(
 
 class TestRedisDrills(StorageDrills):
     classname = "Redis"
+    read_timeout = StorageDrills.timeout  # configuration() sets socket_timeout to it
 
     @pytest.fixture
     def server_address(self, redis_url: str) -> tuple[str, int]:

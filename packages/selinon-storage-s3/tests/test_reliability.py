@@ -56,6 +56,7 @@ def configure(tmp_path: Path, configuration: dict[str, Any]) -> None:
 
 class TestS3Drills(StorageDrills):
     classname = "S3Storage"
+    read_timeout = 10  # configuration() sets it
 
     @pytest.fixture(autouse=True)
     def endpoint(self, s3: Endpoint, quiet_driver: None) -> None:
@@ -74,7 +75,10 @@ class TestS3Drills(StorageDrills):
 
     def configuration(self, host: str, port: int, timeout: float) -> dict[str, Any]:
         return self.s3.options(
-            bucket=self.bucket, endpoint_url=f"http://{host}:{port}", connect_timeout=timeout, read_timeout=10
+            bucket=self.bucket,
+            endpoint_url=f"http://{host}:{port}",
+            connect_timeout=timeout,
+            read_timeout=self.read_timeout,
         )
 
 

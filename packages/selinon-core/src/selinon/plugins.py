@@ -71,10 +71,10 @@ def call(impl: pluggy.HookImpl, arguments: dict[str, Any]) -> Any:
 
 
 def name_of(plugin: object) -> str:
-    """The entry-point name of an installed plugin; for one registered in code (which pluggy names by its
-    id()), its module or class."""
-    name = pm.get_name(plugin) or ""
-    if name in plugin_distributions or plugin is None:
+    """The name a plugin was registered under (an installed one's entry-point name); for one registered in code
+    without a name (pluggy then names it by its id()), its module or class."""
+    name = pm.get_name(plugin)
+    if name and name != str(id(plugin)):
         return name
     return getattr(plugin, "__name__", None) or f"{type(plugin).__module__}.{type(plugin).__qualname__}"
 

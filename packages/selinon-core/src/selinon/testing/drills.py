@@ -28,6 +28,7 @@ STORAGE = "Drilled"
 #: Short but realistic: a lost connection is retried at once and again for up to 20 s.
 RETRY = {"attempts": 8, "deadline": 20, "backoff": 0.05, "max_backoff": 1.0}
 LOAD_RETRY = {"attempts": 2, "deadline": 10, "backoff": 0.05}
+NO_RETRY = {"attempts": 1}
 
 
 class StorageDrills:
@@ -40,6 +41,9 @@ class StorageDrills:
     import_path: ClassVar[str | None] = None
     #: Seconds the adapter may take to connect, or to get a reply, as :meth:`configuration` sets it.
     timeout: ClassVar[float] = 2.0
+    #: The read timeout :meth:`configuration` sets, in seconds, for an adapter that has one: the drill then
+    #: holds open connections silent and expects a call to fail within it (None: no read-timeout drill).
+    read_timeout: ClassVar[float | None] = None
     #: What a loaded test machine may add to a bound (thread start, the pool's pause, a slow round trip).
     slack: ClassVar[float] = 3.0
     threads: ClassVar[int] = 8
@@ -184,6 +188,25 @@ class StorageDrills:
         assert isinstance(errors[0], StorageError), repr(errors[0])
         assert str(errors[0]).startswith(f"storage {STORAGE!r} ({self.classname}): connect failed: "), str(errors[0])
         assert not StoragePool.get_storage(STORAGE).is_connected()
+
+    def test_a_server_that_stops_answering_fails_calls_within_the_read_timeout(
+        self, tmp_path: Path, proxy: TcpProxy
+    ) -> None:
+        """A server that stops answering on open connections: a call fails once the read timeout has passed (a
+        driver may try once more by itself), never hangs."""
+        if self.read_timeout is None:
+            pytest.skip("no `read_timeout`: set the one configuration() gives the adapter to drill it")
+        self.configure(tmp_path, self.configuration(proxy.host, proxy.port, self.timeout), retry=NO_RETRY)
+        task_id = f"silent-{uuid.uuid4().hex[:12]}"
+        StoragePool.set(None, FLOW, TASK, task_id, 1)
+        proxy.hold()
+        bound = 2 * self.read_timeout + self.timeout + self.slack
+        results, errors, elapsed = timed(lambda: StoragePool.retrieve(FLOW, TASK, task_id), bound + 1)
+        proxy.accept()
+        assert not results, "a call answered while the server was silent"
+        assert errors, f"a call had not failed after {elapsed:.1f}s (read timeout {self.read_timeout:g}s)"
+        assert elapsed < bound, f"a call took {elapsed:.1f}s to fail with a read timeout of {self.read_timeout:g}s"
+        assert isinstance(errors[0], StorageError), repr(errors[0])
 
     # -- what must not be retried ----------------------------------------------------------------------------
 
