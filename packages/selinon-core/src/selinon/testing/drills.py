@@ -2,7 +2,7 @@
 
 The drills run through :class:`~selinon.StoragePool`, as a worker does, against a real server reached through
 a :class:`~selinon.testing.TcpProxy` the suite controls: connections cut while threads store, a server that is
-down or silent at connect(), credentials the server refuses, forked children, and load.
+down or silent at connect(), one that stops answering, credentials the server refuses, forked children, and load.
 """
 
 from __future__ import annotations
@@ -33,13 +33,14 @@ NO_RETRY = {"attempts": 1}
 
 class StorageDrills:
     """Subclass as ``TestSomethingDrills``: set :attr:`classname`, give the ``server_address`` fixture (host
-    and port of the real server) and :meth:`configuration`. The ``backend`` fixture (see :mod:`selinon.testing.backend`)
-    lets the drills count records on the server; ``refused_credentials`` turns on the credentials drill."""
+    and port of the real server) and :meth:`configuration`. The ``backend`` fixture (a
+    :class:`~selinon.testing.Backend`) lets the drills count records on the server; ``refused_credentials``
+    turns on the credentials drill, :attr:`read_timeout` the read-timeout drill."""
 
     #: The classname the drills write in the storage entry, and its ``import:`` line if it needs one.
     classname: ClassVar[str]
     import_path: ClassVar[str | None] = None
-    #: Seconds the adapter may take to connect, or to get a reply, as :meth:`configuration` sets it.
+    #: Seconds the adapter may take to connect, as :meth:`configuration` sets it.
     timeout: ClassVar[float] = 2.0
     #: The read timeout :meth:`configuration` sets, in seconds, for an adapter that has one: the drill then
     #: holds open connections silent and expects a call to fail within it (None: no read-timeout drill).
@@ -55,7 +56,7 @@ class StorageDrills:
 
     def configuration(self, host: str, port: int, timeout: float) -> dict[str, Any]:
         """The adapter's ``configuration:`` mapping for the server at host:port, with ``timeout`` as its
-        connect timeout (and as its read timeout, where it has one)."""
+        connect timeout (and :attr:`read_timeout` as its read timeout, if set)."""
         raise NotImplementedError("return the adapter's configuration for host:port")
 
     @pytest.fixture
@@ -129,12 +130,7 @@ class StorageDrills:
     # -- connections cut -------------------------------------------------------------------------------------
 
     def test_cut_connections_lose_and_double_nothing(
-        self,
-        tmp_path: Path,
-        server_address: tuple[str, int],
-        proxy: TcpProxy,
-        events: StorageEvents,
-        backend: Backend | None,
+        self, tmp_path: Path, proxy: TcpProxy, events: StorageEvents, backend: Backend | None
     ) -> None:
         """While threads store and read back through the pool, every connection is reset three times, then
         the server is unreachable until the pool has retried: every call succeeds, nothing is lost or doubled."""
@@ -211,11 +207,7 @@ class StorageDrills:
     # -- what must not be retried ----------------------------------------------------------------------------
 
     def test_refused_credentials_are_not_retried(
-        self,
-        tmp_path: Path,
-        server_address: tuple[str, int],
-        refused_credentials: Callable[[str], dict[str, Any]] | None,
-        events: StorageEvents,
+        self, tmp_path: Path, refused_credentials: Callable[[str], dict[str, Any]] | None, events: StorageEvents
     ) -> None:
         """Credentials the server refuses are no transient error: the adapter does not classify them as one,
         the pool fails at once, and no error shows the password."""
@@ -240,6 +232,7 @@ class StorageDrills:
     def test_a_result_that_cannot_be_stored_is_not_retried(
         self, tmp_path: Path, server_address: tuple[str, int], events: StorageEvents
     ) -> None:
+        """Refused before anything is written, and not retried: another try cannot store it either."""
         if not self.rejects_unserialisable:
             pytest.skip("this adapter keeps Python objects as they are")
         self.configure(tmp_path, self.configuration(*server_address, self.timeout))
