@@ -174,3 +174,21 @@ def test_plugins_list_imports_no_adapter_module_nor_yaml() -> None:
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert done.stdout.splitlines()[-1] == "IMPORTED []"
+
+
+def test_plugins_new_takes_a_classname(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(capsys, "plugins", "new", "mysql", "--classname", "MySQL", "--dir", str(tmp_path))
+    assert code == 0, err
+    assert "classname MySQL in selinon_storage_mysql" in out
+    project = tmp_path / "selinon-storage-mysql"
+    source = (project / "src" / "selinon_storage_mysql" / "__init__.py").read_text()
+    assert "class MySQL(DataStorage):" in source
+    for option in ("connect_timeout", "transient_errors", "secret_options"):
+        assert option in source
+    assert 'MySQL = "selinon_storage_mysql:MySQL"' in (project / "pyproject.toml").read_text()
+    assert "class TestMySQLDrills(StorageDrills):" in (project / "tests" / "test_contract.py").read_text()
+    code, _, err = run(capsys, "plugins", "new", "other", "--classname", "2Fast", "--dir", str(tmp_path))
+    assert (
+        code == 2 and err == "selinon: error: --classname '2Fast' is not a Python class name; use one such as 'MySQL'\n"
+    )
+    assert not (tmp_path / "selinon-storage-other").exists()

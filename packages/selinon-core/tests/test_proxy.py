@@ -9,8 +9,8 @@ import pytest
 from selinon.testing import TcpProxy, require_service
 
 
-def ping(port: int) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=3) as sock:
+def ping(port: int, timeout: float = 3) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
         sock.sendall(b"PING\r\n")
         return sock.recv(100)
 
@@ -32,4 +32,24 @@ def test_forwards_cuts_and_refuses() -> None:
         with pytest.raises(OSError):
             ping(proxy.port) or (_ for _ in ()).throw(ConnectionResetError("refused"))
         proxy.accept()
+        assert ping(proxy.port) == b"+PONG\r\n"
+
+
+def test_hold_answers_nothing_until_accepted() -> None:
+    require_service("Redis", "127.0.0.1", 6379, "start the machine's Redis")
+    with TcpProxy("127.0.0.1", 6379) as proxy:
+        open_before = socket.create_connection(("127.0.0.1", proxy.port), timeout=3)
+        open_before.sendall(b"PING\r\n")
+        assert open_before.recv(100) == b"+PONG\r\n"
+        proxy.hold()
+        with pytest.raises(TimeoutError):
+            ping(proxy.port, timeout=0.5)  # a new connection is accepted, and answered by nothing
+        open_before.settimeout(0.5)
+        open_before.sendall(b"PING\r\n")
+        with pytest.raises(TimeoutError):
+            open_before.recv(100)  # an open one forwards nothing either
+        proxy.accept()
+        open_before.settimeout(3)
+        assert open_before.recv(100) == b"+PONG\r\n"  # what was held goes through
+        open_before.close()
         assert ping(proxy.port) == b"+PONG\r\n"

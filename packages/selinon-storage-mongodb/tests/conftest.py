@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,7 +19,7 @@ from pymongo import MongoClient, uri_parser
 from selinon_storage_mongodb import MongoDB
 
 from selinon import StoragePool, plugins
-from selinon.testing import ServerProcess, require_service
+from selinon.testing import Backend, ServerProcess, require_service
 from selinon.testing.services import in_ci
 
 URI_ENV = "SELINON_TEST_MONGODB_URI"
@@ -112,6 +114,18 @@ def collection_name(new_collection: Callable[[], str]) -> str:
 
 
 MakeStorage = Callable[..., MongoDB]
+
+
+class MongoBackend(Backend):
+    """A collection seen through pymongo: its documents by task id."""
+
+    def __init__(self, server: Server, client: MongoClient[dict[str, Any]], collection: str) -> None:
+        self.records_of = client[server.db_name][collection]
+        self.address = None if server.uri else (server.host, server.port)
+
+    def records(self, prefix: str) -> Counter[str]:
+        found = self.records_of.find({"task_id": {"$regex": f"^{re.escape(prefix)}"}}, {"task_id": True})
+        return Counter(document["task_id"] for document in found)
 
 
 @pytest.fixture

@@ -1,11 +1,10 @@
 """What the MongoDB adapter adds to the contract: its options, its record layout, the unique index that keeps one
-document per task id, Selinon 1.x configurations, the command line, secrets and fork safety."""
+document per task id, Selinon 1.x configurations, the command line and secrets (forked children are a drill of
+test_reliability.py)."""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
 import shutil
 import subprocess
 import sys
@@ -565,73 +564,6 @@ def test_planted_secret_never_shown(server: Server, tmp_path: Path, caplog: pyte
         shown += [str(raised.value), repr(raised.value)]
     assert all(secret not in text for text in shown), shown
     assert secret not in caplog.text
-
-
-# -- fork ------------------------------------------------------------------------------------------------------
-
-
-def _child_stores(keys: list[str], queue: Any) -> None:
-    try:
-        for key in keys:
-            StoragePool.set(None, "forkFlow", "MyTask", key, {"child": key})
-        adapter = StoragePool.get_connected_storage("MyMongoStorage")
-        assert isinstance(adapter, MongoDB) and adapter._client is not None
-        # the server's view of the connection the child's adapter uses: its client address
-        address = adapter._client.admin.command("whatsmyuri")["you"]
-        queue.put((None, os.getpid(), address, id(adapter), id(adapter._client)))
-    except BaseException as exc:
-        queue.put((repr(exc), os.getpid(), None, None, None))
-
-
-def _open_connections(adapter: MongoDB) -> set[str]:
-    """Client addresses of the connections the server has open (all of them this process's, before a fork)."""
-    assert adapter._client is not None
-    addresses = {adapter._client.admin.command("whatsmyuri")["you"]}
-    try:
-        operations = adapter._client.admin.command("currentOp", {"$all": True})["inprog"]
-    except OperationFailure:  # a real MongoDB may not let this user see every connection
-        return addresses
-    return addresses | {op["client"] for op in operations if "client" in op}
-
-
-@pytest.mark.filterwarnings("ignore::selinon.registry.LegacyImportWarning")
-def test_fork_safety(selinon1_yaml: Path) -> None:
-    """The pool used in the parent, then 3 forked children store through it: every record is there, the parent's
-    adapter still works, and each child built its own adapter and client and talked to the server over
-    connections of its own (the server saw them from client addresses not open before the fork)."""
-    StoragePool.configure(selinon1_yaml)
-    StoragePool.set(None, "forkFlow", "MyTask", before := tid(), "parent")
-    parent_adapter = StoragePool.get_connected_storage("MyMongoStorage")
-    assert isinstance(parent_adapter, MongoDB)
-    parent_client = parent_adapter._client
-    before_fork = _open_connections(parent_adapter)
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    batches = [[tid() for _ in range(10)] for _ in range(3)]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # fork() in a process with threads (pymongo's monitors)
-        children = [context.Process(target=_child_stores, args=(keys, queue)) for keys in batches]
-        for child in children:
-            child.start()
-        outcomes = [queue.get(timeout=60) for _ in children]
-    for child in children:
-        child.join(timeout=30)
-        assert child.exitcode == 0
-    assert [error for error, *_ in outcomes] == [None] * len(children), outcomes
-    assert sorted(pid for _, pid, *_ in outcomes) == sorted(child.pid for child in children)
-    child_addresses = [address for _, _, address, _, _ in outcomes]
-    assert len(set(child_addresses)) == len(children), child_addresses
-    assert not set(child_addresses) & before_fork, (child_addresses, before_fork)
-    assert all(adapter_id != id(parent_adapter) for *_, adapter_id, _ in outcomes)
-    assert all(client_id != id(parent_client) for *_, client_id in outcomes)
-    assert StoragePool.get_connected_storage("MyMongoStorage") is parent_adapter  # the parent's own, still in use
-    assert parent_adapter._client is parent_client
-    for keys in batches:
-        for key in keys:
-            assert StoragePool.retrieve("forkFlow", "MyTask", key) == {"child": key}
-    assert StoragePool.retrieve("forkFlow", "MyTask", before) == "parent"
-    StoragePool.set(None, "forkFlow", "MyTask", after := tid(), "parent again")
-    assert StoragePool.retrieve("forkFlow", "MyTask", after) == "parent again"
 
 
 def test_instances_share_nothing(make_storage: MakeStorage) -> None:

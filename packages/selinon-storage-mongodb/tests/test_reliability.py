@@ -1,19 +1,16 @@
 """Reliability of the MongoDB adapter through StoragePool, against a real (SecantusDB or MongoDB) server.
 
-- Connection loss while 8 threads store and read back: every connection cut through a TcpProxy (three times),
-  and the SecantusDB server this module starts on a storage directory restarted (it reopens its data intact).
-  Every call succeeds after the pool's bounded retry or raises a StorageError naming the storage; counted
-  through pymongo afterwards, every record a call reported stored is there once, with its content.
-- A server that is down at connect(): a StorageError naming the storage and the endpoint, without the password,
-  within connect_timeout (plus slack for a loaded machine).
-- Load: 10,000 records from 8 threads, all there once and correct.
+- The test kit's fault drills, on a SecantusDB of this module's own: connections cut through a TcpProxy while 8
+  threads store and read back, a server refusing or silent at connect(), forked children, 10,000 records from 8
+  threads. (Refused credentials: SecantusDB checks them only once restarted with users provisioned; not drilled.)
+- The server restarted on its storage directory (it reopens its data intact) while 8 threads store and read back:
+  every call succeeds after the pool's bounded retry or raises a StorageError naming the storage; counted through
+  pymongo afterwards, every record a call reported stored is there once, with its content.
 - Too large: a result over MongoDB's 16 MB document limit fails before anything is written (not retried); the
   previous record of that task id is unchanged.
 - Timeouts: ``socket_timeout`` bounds every operation on an open connection; which errors the pool retries
   (connection-level: pymongo's AutoReconnect family) and which it does not (authentication, server refusals,
   too large).
-- Processes are covered by test_mongodb.py::test_fork_safety (children store through the pool on their own
-  connections, checked on the server with whatsmyuri and currentOp).
 
 The proxy sits in front of a replica-set member (SecantusDB says it is one), so the adapter reaches it with
 ``directConnection=true`` in its ``uri``: without it pymongo would discover the member's own address and go
@@ -27,12 +24,12 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import URI_ENV, Server, require_secantus, secantus_argv
+from conftest import URI_ENV, MongoBackend, Server, require_secantus, secantus_argv
 from pymongo import MongoClient
 from pymongo.errors import (
     AutoReconnect,
@@ -46,7 +43,7 @@ from pymongo.errors import (
 from selinon_storage_mongodb import MongoDB
 
 from selinon import StorageError, StoragePool
-from selinon.testing import ServerProcess, TcpProxy, free_port, planted_secret
+from selinon.testing import ServerProcess, StorageDrills
 from selinon.testing.load import FLOW, TASK, Outcome, StorageEvents, hammer, result_for, storage_events
 
 STORAGE = "ReliableMongo"
@@ -71,16 +68,6 @@ def configure(tmp_path: Path, configuration: dict[str, Any], retry: dict[str, An
     path = tmp_path / f"nodes-{uuid.uuid4().hex[:8]}.yaml"
     path.write_text(json.dumps({"storages": [entry], "tasks": [{"name": TASK, "storage": STORAGE}]}))  # JSON is YAML
     StoragePool.configure(path)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 60.0) -> bool:
-    """Poll a condition (bounded); True once it holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def check_errors(outcome: Outcome) -> None:
@@ -114,72 +101,61 @@ def report(what: str, outcome: Outcome, events: StorageEvents, **extra: Any) -> 
         print(f"  error: {error[:300]}")
 
 
-# -- connection loss -------------------------------------------------------------------------------------------
+# -- the test kit's drills -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def proxy(server: Server) -> Iterator[TcpProxy]:
-    with TcpProxy(server.host, server.port) as tcp_proxy:
-        yield tcp_proxy
-
-
-def test_connections_cut_while_threads_store(
-    tmp_path: Path,
-    server: Server,
-    client: Client,
-    new_collection: Callable[[], str],
-    proxy: TcpProxy,
-    events: StorageEvents,
-    quiet_driver: None,
-) -> None:
-    """While 8 threads store and read back through the pool, every open connection is reset three times, and
-    then the server is unreachable (connections reset, new ones refused) until the pool has retried 8 calls.
-
-    pymongo retries a read or a write once by itself (retryable reads and writes): a plain cut is usually
-    absorbed there. The outage outlasts that retry (its server selection waits ``connect_timeout``), so the
-    pool's own retry policy has to carry the calls through it.
-    """
+def _secantus(server: Server, tmp_path_factory: pytest.TempPathFactory, what: str) -> Iterator[Server]:
     if server.uri:
-        pytest.skip(f"{URI_ENV} is set: the proxy needs the server as host and port, not a URI")
-    collection, records = new_collection(), 2000
-    # after a reset, pymongo waits for its monitor's next heartbeat (10 s by default) before using the server
-    # again: each cut then costs 10 s of stalled calls; a 0.5 s heartbeat keeps the drill short
-    uri = f"mongodb://127.0.0.1:{proxy.port}/?directConnection=true&heartbeatFrequencyMS=500"
-    # socket_timeout: a reply lost in a reset (seen once in ~10 runs on the shared server) costs 10 s, not 60 s
-    configure(
-        tmp_path,
-        {"db_name": server.db_name, "collection_name": collection, "uri": uri, "connect_timeout": 1,
-         "socket_timeout": 10},
-    )  # fmt: skip
-    cuts: list[int] = []
-    drill_over = lambda: events["store"] >= records  # noqa: E731
+        pytest.skip(f"{URI_ENV} is set: the drills need the server as host and port, not a URI")
+    log = tmp_path_factory.mktemp(f"secantus-{what}") / "server.log"
+    with ServerProcess(secantus_argv("--storage-path", ":memory:"), "SecantusDB", log=log) as process:
+        yield Server(host=process.host, port=process.port, process=process)
 
-    def faults() -> None:
-        for _ in range(3):
-            stored, opened = events["store"], proxy.connections
-            cuts.append(proxy.cut())
-            # the next cut once the clients have reconnected and stored more
-            wait_until(
-                lambda opened=opened, stored=stored: (
-                    (proxy.connections > opened and events["store"] >= stored + 100) or drill_over()
-                )
-            )
-        proxy.refuse()
-        cuts.append(proxy.cut())
-        retried = events["retry"]
-        try:
-            assert wait_until(lambda: events["retry"] >= retried + THREADS or drill_over())
-        finally:
-            proxy.accept()
 
-    outcome = hammer("cut", records, THREADS, during=faults)
-    report("cut", outcome, events, cuts=cuts)
-    check_errors(outcome)
-    assert len(outcome.stored) + len(outcome.errors) == records
-    assert len(cuts) == 4 and sum(cuts) > 0, f"the proxy had no connection to cut: {cuts}"
-    assert events["retry"] >= THREADS, "the outage did not make the pool retry"
-    check_through_driver(client, server.db_name, collection, outcome, records)
-    outcome.check_all_present()
+@pytest.fixture(scope="module")
+def drill_server(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A SecantusDB of the drills' own (an external server, SELINON_TEST_MONGODB_URI, cannot stand behind the
+    proxy)."""
+    yield from _secantus(server, tmp_path_factory, "drills")
+
+
+@pytest.fixture(scope="module")
+def load_server(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Another for the load drill: SecantusDB slows down as it fills (10,000 records take 30 s on a fresh one,
+    60-80 s on one that other tests used), and so do the drills after it."""
+    yield from _secantus(server, tmp_path_factory, "load")
+
+
+class TestMongoDBDrills(StorageDrills):
+    classname = "MongoDB"
+    read_timeout = 10  # configuration() sets socket_timeout to it
+
+    @pytest.fixture(autouse=True)
+    def collection(self, request: pytest.FixtureRequest, quiet_driver: None) -> Iterator[None]:
+        load = request.function.__name__ == "test_load_through_the_pool"
+        self.server: Server = request.getfixturevalue("load_server" if load else "drill_server")
+        self.db_name, self.collection_name = self.server.db_name, f"drill_{uuid.uuid4().hex[:12]}"
+        yield
+        with MongoClient(self.server.client_uri, serverSelectionTimeoutMS=10000) as client:
+            client[self.db_name].drop_collection(self.collection_name)
+
+    @pytest.fixture
+    def server_address(self) -> tuple[str, int]:
+        return self.server.host, self.server.port
+
+    @pytest.fixture
+    def backend(self) -> Iterator[MongoBackend]:
+        with MongoClient(self.server.client_uri, serverSelectionTimeoutMS=10000) as client:
+            yield MongoBackend(self.server, client, self.collection_name)
+
+    def configuration(self, host: str, port: int, timeout: float) -> dict[str, Any]:
+        # After a reset, pymongo waits for its monitor's next heartbeat (10 s by default) before using the server
+        # again: a 0.5 s heartbeat keeps the cut drill short. socket_timeout: a reply lost in a reset (seen once
+        # in ~10 runs on a shared machine) costs 10 s, not 60 s.
+        return {
+            "db_name": self.db_name, "collection_name": self.collection_name, "connect_timeout": timeout,
+            "uri": f"mongodb://{host}:{port}/?directConnection=true&heartbeatFrequencyMS=500", "socket_timeout": 10,
+        }  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -228,64 +204,6 @@ def test_server_restarted_while_threads_store(
     with MongoClient(f"mongodb://127.0.0.1:{disk_server.port}/", serverSelectionTimeoutMS=10000) as client:
         check_through_driver(client, db_name, collection, outcome, records)
         client[db_name].drop_collection(collection)
-
-
-# -- a server down at connect() ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("down", ["refusing proxy", "closed port"])
-def test_server_down_at_connect(tmp_path: Path, server: Server, down: str) -> None:
-    """A clear StorageError naming the storage and the endpoint, without the password, within connect_timeout."""
-    secret, connect_timeout = planted_secret(), 2
-    with TcpProxy(server.host, server.port) as tcp_proxy:
-        tcp_proxy.refuse()
-        port = tcp_proxy.port if down == "refusing proxy" else free_port()
-        configure(
-            tmp_path,
-            {"db_name": "d", "collection_name": "c", "host": "127.0.0.1", "port": port, "username": "bob",
-             "password": secret, "connect_timeout": connect_timeout},
-        )  # fmt: skip
-        started = time.monotonic()
-        with pytest.raises(StorageError) as raised:
-            StoragePool.get_connected_storage(STORAGE)
-        elapsed = time.monotonic() - started
-    message = str(raised.value)
-    assert message.startswith(f"storage {STORAGE!r} (MongoDB): connect failed: "), message
-    assert f"cannot connect to MongoDB at 127.0.0.1:{port} (collection d.c)" in message
-    assert secret not in message and secret not in repr(raised.value)
-    assert elapsed < connect_timeout + 5, f"took {elapsed:.1f}s with connect_timeout {connect_timeout}s"
-    assert not StoragePool.get_storage(STORAGE).is_connected()
-
-
-# -- load ------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def fresh_server(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A SecantusDB of the test's own: the session's, after the other suites' big documents, runs this load
-    test in 80 s instead of 30 s. An external server (SELINON_TEST_MONGODB_URI) is used as it is."""
-    if server.uri:
-        yield server
-        return
-    log = tmp_path_factory.mktemp("secantus-load") / "server.log"
-    with ServerProcess(secantus_argv("--storage-path", ":memory:"), "SecantusDB", log=log) as process:
-        yield Server(host=process.host, port=process.port, process=process)
-
-
-def test_ten_thousand_records_from_eight_threads(
-    tmp_path: Path, fresh_server: Server, new_collection: Callable[[], str], events: StorageEvents, quiet_driver: None
-) -> None:
-    """10,000 records stored and read back from 8 threads through the pool: every one there once, and correct."""
-    server, collection, records = fresh_server, new_collection(), 10_000
-    configure(tmp_path, {"db_name": server.db_name, "collection_name": collection, **server.options})
-    outcome = hammer("load", records, THREADS)
-    report("load", outcome, events)
-    assert outcome.errors == []
-    assert len(outcome.stored) == records
-    with MongoClient(server.client_uri, serverSelectionTimeoutMS=10000) as client:
-        assert client[server.db_name][collection].count_documents({}) == records
-        check_through_driver(client, server.db_name, collection, outcome, records)
-        client[server.db_name].drop_collection(collection)
 
 
 # -- too large -------------------------------------------------------------------------------------------------

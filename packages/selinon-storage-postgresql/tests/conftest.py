@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from selinon_storage_postgresql import SqlStorage
 from sqlalchemy.engine import make_url
 
 from selinon import StoragePool, registry
-from selinon.testing import ServerProcess, require_service
+from selinon.testing import Backend, ServerProcess, TcpProxy, free_port, require_service
 from selinon.testing.services import in_ci
 
 POSTGRESQL_URL = os.environ.get("SELINON_TEST_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -148,26 +147,33 @@ def fresh_pool() -> Iterator[None]:
 @pytest.fixture
 def silent_port() -> Iterator[int]:
     """A server that accepts connections and never answers."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
+    with TcpProxy("127.0.0.1", free_port()) as proxy:
+        proxy.hold()
+        yield proxy.port
 
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
 
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for sock in accepted:
-        sock.close()
-    listener.close()
+class SqlBackend(Backend):
+    """A table seen through a plain SQLAlchemy engine: its rows by task id, counted here (a case- or
+    padding-insensitive collation would merge look-alike ids in a GROUP BY)."""
+
+    def __init__(self, url: str, table: str) -> None:
+        self.url, self.table = url, table
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "sqlite":
+            default = 5432 if parsed.get_backend_name() == "postgresql" else 3306
+            self.address = (parsed.host or "127.0.0.1", parsed.port or default)
+
+    def records(self, prefix: str) -> Counter[str]:
+        pattern = "".join(f"!{c}" if c in "%_!" else c for c in prefix) + "%"
+        engine = engine_for(self.url)
+        try:
+            with engine.connect() as conn:
+                found = conn.execute(
+                    sa.text(f"SELECT task_id FROM {self.table} WHERE task_id LIKE :p ESCAPE '!'"), {"p": pattern}
+                )
+                return Counter(task_id for (task_id,) in found if task_id.startswith(prefix))
+        finally:
+            engine.dispose()
 
 
 #: The password of the session's own PostgreSQL server (a throwaway server on 127.0.0.1: not a secret).

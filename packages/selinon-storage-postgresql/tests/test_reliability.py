@@ -1,14 +1,13 @@
-"""Reliability through StoragePool on the real servers: connection loss while 8 threads work, a server that is down
-at connect(), a busy SQLite file, permanent errors that must not be retried, 10,000 records under load, and a
-result too large for the backend.
+"""Reliability through StoragePool on the real servers: the test kit's fault drills on PostgreSQL and MariaDB
+(connections cut through a proxy, a server refusing or silent at connect(), refused credentials, forked
+children, 10,000 records from 8 threads), and what is this adapter's own: backends terminated by PostgreSQL
+while 8 threads work, a call in flight when its backend is terminated, a busy SQLite file, permanent errors that
+must not be retried, how real driver errors are classified, and a result too large for the backend.
 
 Too large: PostgreSQL's limit is 1 GB for one `json` value (and for the statement); building and sending a value
 that large is impractical on a 2-core test machine, so the "too large" test runs on MariaDB only, whose
 `max_allowed_packet` (16 MB by default) bounds one statement. A result that is not JSON, the other kind of
 result an adapter cannot store, is tested in test_records.py.
-
-The fork tests (three children storing through the pool after the parent used it, each on its own connections)
-are in test_selinon.py, beside the Selinon 1.x configuration tests.
 """
 
 from __future__ import annotations
@@ -23,13 +22,13 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from conftest import engine_for
+from conftest import SqlBackend, engine_for
 from selinon_storage_postgresql.storage import is_transient
 from sqlalchemy.engine import make_url
 
 from selinon import StorageError, StoragePool
 from selinon.errors import TransientStorageError
-from selinon.testing import TcpProxy, free_port, planted_secret
+from selinon.testing import StorageDrills, free_port, wait_until
 from selinon.testing.load import FLOW, TASK, Outcome, StorageEvents, hammer, result_for, storage_events
 
 STORAGE = "Results"
@@ -88,16 +87,6 @@ def check_outcome(outcome: Outcome, url: str, table: str, prefix: str) -> None:
     outcome.check_all_present()  # and through the pool
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, every: float = 0.02) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` passes; a bounded wait on a server-side condition."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every)
-    return True
-
-
 def backends(admin: sa.Connection, application_name: str) -> set[int]:
     """Server processes of this test's adapter only: its unique application_name, on this database."""
     found = admin.execute(
@@ -144,35 +133,6 @@ def test_pg_terminate_backend_while_8_threads_work(
     assert killed, "no connection of the adapter was found to terminate"
     check_outcome(outcome, postgresql_url, name, prefix)
     print(f"terminated {len(killed)} backends; the pool retried {len(events.retries)} calls; {outcome.seconds:.1f}s")
-
-
-@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
-def test_proxy_cut_while_8_threads_work(
-    backend: str, request: pytest.FixtureRequest, table: Callable[[str], str], tmp_path: Path, events: StorageEvents
-) -> None:
-    """Every connection between adapter and server reset (through a TCP proxy), three times while 8 threads
-    store and read back: nothing is lost, nothing is doubled, no call fails."""
-    server_url: str = request.getfixturevalue("postgresql_url" if backend == "postgresql" else "mysql_url")
-    server = make_url(server_url)
-    name = table(server_url)
-    with TcpProxy(server.host or "127.0.0.1", server.port or (5432 if backend == "postgresql" else 3306)) as proxy:
-        url = server.set(host=proxy.host, port=proxy.port).render_as_string(hide_password=False)
-        configure(tmp_path, url, name)
-        StoragePool.get_connected_storage(STORAGE)
-        cuts: list[int] = []
-
-        def cut_connections() -> None:
-            for _round in range(3):
-                opened = proxy.connections
-                cuts.append(proxy.cut())
-                if not wait_until(lambda opened=opened: proxy.connections > opened, timeout=10):
-                    return
-
-        prefix = f"cut-{uuid.uuid4().hex[:8]}"
-        outcome = hammer(prefix, 2000, THREADS, during=cut_connections)
-        assert sum(cuts) > 0, "no connection went through the proxy"
-        check_outcome(outcome, server_url, name, prefix)
-    print(f"cut {sum(cuts)} connections; the pool retried {len(events.retries)} calls; {outcome.seconds:.1f}s")
 
 
 def test_a_call_in_flight_when_its_backend_is_terminated_is_retried(
@@ -302,57 +262,59 @@ def test_transient_classification_of_real_driver_errors(postgresql_url: str, mys
         assert is_transient(raised.value) is expected, (url.split("@")[-1], statement, str(raised.value)[:200])
 
 
-# -- a server that is down at connect() ----------------------------------------------------------------------
+# -- the test kit's drills -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("down", ["proxy refusing", "closed port", "silent server"])
-def test_server_down_at_connect(
-    down: str, postgresql_url: str, silent_port: int, tmp_path: Path, table: Callable[[str], str]
-) -> None:
-    """A clear StorageError naming the storage and the endpoint, without the password, within connect_timeout."""
-    secret = planted_secret()
-    connect_timeout = 2
-    proxy = TcpProxy("127.0.0.1", make_url(postgresql_url).port or 5432)
-    try:
-        proxy.refuse()
-        port = {"proxy refusing": proxy.port, "closed port": free_port(), "silent server": silent_port}[down]
-        url = f"postgresql://postgres:{secret}@127.0.0.1:{port}/test"
-        configure(tmp_path, url, table(postgresql_url), connect_timeout=connect_timeout)
-        start = time.monotonic()
-        with pytest.raises(StorageError) as raised:
-            StoragePool.get_connected_storage(STORAGE)
-        elapsed = time.monotonic() - start
-    finally:
-        proxy.stop()
-    message = str(raised.value)
-    assert message.startswith(
-        f"storage {STORAGE!r} (SqlStorage): connect failed: cannot connect to PostgreSQL at 127.0.0.1:{port}/test: "
-    )
-    assert secret not in message + repr(raised.value) + repr(raised.value.__cause__)
-    assert elapsed < connect_timeout + 3, f"connect() took {elapsed:.1f}s"
-    assert not StoragePool.get_storage(STORAGE).is_connected()
+class SqlDrills(StorageDrills):
+    classname = "SqlStorage"
+    read_timeout: float | None = 5  # configuration() sets socket_timeout to it
+    url_fixture: str
+
+    @pytest.fixture(autouse=True)
+    def database(self, request: pytest.FixtureRequest, table: Callable[[str], str]) -> None:
+        self.url = make_url(request.getfixturevalue(self.url_fixture))
+        self.table_name = table(self.url.render_as_string(hide_password=False))
+
+    @pytest.fixture
+    def server_address(self) -> tuple[str, int]:
+        return self.url.host or "127.0.0.1", self.url.port or self.default_port
+
+    @pytest.fixture
+    def backend(self) -> SqlBackend:
+        return SqlBackend(self.url.render_as_string(hide_password=False), self.table_name)
+
+    def configuration(self, host: str, port: int, timeout: float) -> dict[str, Any]:
+        url = self.url.set(host=host, port=port).render_as_string(hide_password=False)
+        return {
+            "connection_string": url, "table_name": self.table_name, "connect_timeout": timeout,
+            "socket_timeout": 5, "pool_size": THREADS, "max_overflow": 0,
+        }  # fmt: skip
 
 
-# -- load ----------------------------------------------------------------------------------------------------
+class TestPostgreSQLDrills(SqlDrills):
+    url_fixture, default_port = "postgresql_url", 5432
+    # Not drilled: libpq has no client-side read timeout (`socket_timeout` bounds what the server waits for), so
+    # a server that accepts a statement and never answers holds the call until TCP gives up.
+    read_timeout = None
+
+    @pytest.fixture
+    def refused_credentials(self, password_postgresql_url: str) -> Callable[[str], dict[str, Any]]:
+        url = make_url(password_postgresql_url)
+        return lambda secret: {
+            "connection_string": url.set(password=secret).render_as_string(hide_password=False),
+            "table_name": self.table_name, "connect_timeout": self.timeout,
+        }  # fmt: skip
 
 
-@pytest.mark.parametrize("backend", ["postgresql", "mariadb"])
-def test_10000_records_from_8_threads(
-    backend: str, request: pytest.FixtureRequest, table: Callable[[str], str], tmp_path: Path
-) -> None:
-    """10,000 records stored and read back from 8 threads through StoragePool; then, through the driver, every
-    one is there once and correct."""
-    url: str = request.getfixturevalue("postgresql_url" if backend == "postgresql" else "mysql_url")
-    name = table(url)
-    configure(tmp_path, url, name, pool_size=THREADS, max_overflow=0)
-    prefix = f"load-{uuid.uuid4().hex[:8]}"
-    outcome = hammer(prefix, 10_000, THREADS)
-    assert not outcome.errors, [str(e) for e in outcome.errors[:3]]
-    assert len(outcome.stored) == 10_000
-    found = rows(url, name, prefix)
-    assert len(found) == 10_000 and sorted(found) == sorted(outcome.stored)
-    assert all(results == [result_for(task_id)] for task_id, results in found.items())
-    print(f"10,000 records stored and read back on {backend} in {outcome.seconds:.1f}s")
+class TestMariaDBDrills(SqlDrills):
+    url_fixture, default_port = "mysql_url", 3306
+
+    @pytest.fixture
+    def refused_credentials(self) -> Callable[[str], dict[str, Any]]:
+        return lambda secret: {
+            "connection_string": self.url.set(username="selinon-nobody", password=secret).render_as_string(False),
+            "table_name": self.table_name, "connect_timeout": self.timeout,
+        }  # fmt: skip
 
 
 # -- too large -----------------------------------------------------------------------------------------------

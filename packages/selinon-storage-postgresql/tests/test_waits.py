@@ -10,19 +10,17 @@ that would wait for the lock forever fails the test instead of hanging it.
 from __future__ import annotations
 
 import json
-import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from conftest import MakeStorage, engine_for
 
 from selinon import StorageError, StoragePool
+from selinon.testing import timed
 from selinon.testing.load import FLOW, TASK, StorageEvents, storage_events
 
 STORAGE = "Results"
@@ -33,25 +31,6 @@ DEADLINE = 3
 SLACK = 1.5
 
 events = pytest.fixture(storage_events, name="events")
-
-
-def timed(call: Callable[[], Any], patience: float) -> tuple[list[Any], list[BaseException], float]:
-    """Run ``call`` in a thread and wait at most ``patience`` seconds for it: its results, its errors, and the
-    seconds it took (or waited so far)."""
-    results: list[Any] = []
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.append(call())
-        except BaseException as exc:
-            errors.append(exc)
-
-    start = time.monotonic()
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(patience)
-    return results, errors, time.monotonic() - start
 
 
 @contextmanager

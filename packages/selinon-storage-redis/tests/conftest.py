@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ import trustme
 from selinon_storage_redis import Redis
 
 from selinon import StoragePool, registry
-from selinon.testing import ServerProcess, free_port, require_service
+from selinon.testing import Backend, ServerProcess, free_port, require_service
 from selinon.testing.services import in_ci
 
 REDIS_URL = os.environ.get("SELINON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -64,6 +65,29 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     for key in client.scan_iter(match=f"{prefix}*", count=1000):  # the prefix holds no glob characters
         client.delete(key)
     client.close()
+
+
+def glob_escape(text: str) -> str:
+    return "".join(f"\\{c}" if c in "*?[]\\" else c for c in text)
+
+
+class RedisBackend(Backend):
+    """The shared server seen through redis-py: one key per record, under the session's prefix."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str, url: str) -> None:
+        self.client, self.key_prefix = client, key_prefix
+        parts = urlsplit(url)
+        self.address = (parts.hostname or "127.0.0.1", parts.port or 6379)
+
+    def records(self, prefix: str) -> Counter[str]:
+        pattern = glob_escape(self.key_prefix + prefix) + "*"
+        keys = self.client.scan_iter(match=pattern, count=1000)
+        return Counter(key.decode()[len(self.key_prefix) :] for key in keys)
+
+
+@pytest.fixture
+def redis_backend(driver: redis.Redis, key_prefix: str, redis_url: str) -> RedisBackend:
+    return RedisBackend(driver, key_prefix, redis_url)
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
-"""Reliability through StoragePool on real Redis servers: connection loss while 8 threads work, a call in flight
-when its connection is killed, refused credentials (never retried), a server that is down at connect(), and
-10,000 records under load.
+"""Reliability through StoragePool on real Redis servers: the test kit's fault drills (connections cut through
+a proxy, a server refusing or silent at connect(), refused credentials, forked children, 10,000 records from 8
+threads), and what is Redis's own: connections killed by the server (`CLIENT KILL`) while 8 threads work, a call
+in flight when its connection is killed, and credentials revoked (`ACL DELUSER`) under a connected adapter.
 
 Connections are killed only where they are the adapter's own: on the shared server, `CLIENT KILL ID` of the
 connections named by the adapter's unique `client_name`; pausing and ACL changes happen on the private
@@ -11,28 +12,25 @@ lowered); building and sending half a gigabyte is impractical on a 2-core test m
 runs, and lowering the limit turns the refusal into a dropped connection, which is not the same case. A result
 that is not JSON, the other kind of result an adapter cannot store, is tested in the contract suite.
 
-The fork test (children storing through the pool after the parent used it, each on its own connections) is in
-test_selinon.py, beside the Selinon 1.x configuration tests.
 """
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import redis
-from conftest import PrivateRedis
+from conftest import PrivateRedis, RedisBackend
 
 from selinon import StorageError, StoragePool
-from selinon.testing import TcpProxy, free_port, planted_secret
+from selinon.testing import StorageDrills, planted_secret, wait_until
 from selinon.testing.load import FLOW, TASK, Outcome, StorageEvents, hammer, result_for, storage_events
 
 STORAGE = "Results"
@@ -57,16 +55,6 @@ def unique_name(what: str) -> str:
 
 
 events = pytest.fixture(storage_events, name="events")
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, every: float = 0.02) -> bool:
-    """Poll ``condition`` until it holds or ``timeout`` passes; a bounded wait on a server-side condition."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(every)
-    return True
 
 
 def named(client: redis.Redis, name: str) -> list[dict[str, Any]]:
@@ -128,34 +116,6 @@ def test_client_kill_while_8_threads_work(
     assert killed, "no connection of the adapter was found to kill"
     check_outcome(outcome, driver, key_prefix, prefix)
     print(f"killed {len(killed)} connections; the pool retried {len(events.retries)} calls; {outcome.seconds:.1f}s")
-
-
-def test_proxy_cut_while_8_threads_work(
-    redis_url: str, key_prefix: str, driver: redis.Redis, tmp_path: Path, events: StorageEvents
-) -> None:
-    """Every connection between adapter and server reset (through a TCP proxy), three times while 8 threads
-    store and read back: nothing is lost, nothing is doubled, no call fails."""
-    parts = urlsplit(redis_url)
-    with TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379) as proxy:
-        # socket_timeout well below the retry deadline, as the README advises: a call whose connection died
-        # without a reset reaching the client is retried after 5 s instead of failing after the default 30 s.
-        url = f"redis://{proxy.host}:{proxy.port}{parts.path}"
-        configure(tmp_path, url=url, key_prefix=key_prefix, socket_timeout=5)
-        StoragePool.get_connected_storage(STORAGE)
-        cuts: list[int] = []
-
-        def cut_connections() -> None:
-            for _round in range(3):
-                opened = proxy.connections
-                cuts.append(proxy.cut())
-                if not wait_until(lambda opened=opened: proxy.connections > opened, timeout=10):
-                    return
-
-        prefix = f"cut-{uuid.uuid4().hex[:8]}"
-        outcome = hammer(prefix, 2000, THREADS, during=cut_connections)
-        assert sum(cuts) > 0, "no connection went through the proxy"
-        check_outcome(outcome, driver, key_prefix, prefix)
-    print(f"cut {sum(cuts)} connections; the pool retried {len(events.retries)} calls; {outcome.seconds:.1f}s")
 
 
 def test_a_call_in_flight_when_its_connection_is_killed_is_retried(
@@ -221,76 +181,35 @@ def test_refused_credentials_are_not_retried(
     assert events.retries == []
 
 
-# -- a server that is down at connect() ----------------------------------------------------------------------
+# -- the test kit's drills -----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A server that accepts connections and never answers."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
+class TestRedisDrills(StorageDrills):
+    classname = "Redis"
+    read_timeout = StorageDrills.timeout  # configuration() sets socket_timeout to it
 
-    def accept() -> None:
-        listener.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(listener.accept()[0])
-            except OSError:
-                continue
+    @pytest.fixture
+    def server_address(self, redis_url: str) -> tuple[str, int]:
+        parts = urlsplit(redis_url)
+        return parts.hostname or "127.0.0.1", parts.port or 6379
 
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield listener.getsockname()[1]
-    stop.set()
-    thread.join(5)
-    for sock in accepted:
-        sock.close()
-    listener.close()
+    @pytest.fixture(autouse=True)
+    def session_prefix(self, key_prefix: str) -> None:
+        self.key_prefix = key_prefix  # for configuration()
 
+    @pytest.fixture
+    def backend(self, redis_backend: RedisBackend) -> RedisBackend:
+        return redis_backend
 
-@pytest.mark.parametrize("down", ["proxy refusing", "closed port", "silent server"])
-@pytest.mark.parametrize("form", ["password", "url"])
-def test_server_down_at_connect(down: str, form: str, redis_url: str, silent_port: int, tmp_path: Path) -> None:
-    """A clear StorageError naming the storage and the endpoint, without the password, within connect_timeout."""
-    secret = planted_secret()
-    connect_timeout = 1
-    parts = urlsplit(redis_url)
-    proxy = TcpProxy(parts.hostname or "127.0.0.1", parts.port or 6379)
-    try:
-        proxy.refuse()
-        port = {"proxy refusing": proxy.port, "closed port": free_port(), "silent server": silent_port}[down]
-        if form == "url":
-            configure(tmp_path, url=f"redis://admin:{secret}@127.0.0.1:{port}/0", connect_timeout=connect_timeout)
-        else:
-            configure(tmp_path, host="127.0.0.1", port=port, password=secret, connect_timeout=connect_timeout)
-        start = time.monotonic()
-        with pytest.raises(StorageError) as raised:
-            StoragePool.get_connected_storage(STORAGE)
-        elapsed = time.monotonic() - start
-    finally:
-        proxy.stop()
-    message = str(raised.value)
-    assert message.startswith(
-        f"storage {STORAGE!r} (Redis): connect failed: cannot connect to Redis at 127.0.0.1:{port}: "
-    )
-    assert secret not in message + repr(raised.value) + repr(raised.value.__cause__)
-    assert elapsed < connect_timeout + 3, f"connect() took {elapsed:.1f}s"
-    assert not StoragePool.get_storage(STORAGE).is_connected()
+    def configuration(self, host: str, port: int, timeout: float) -> dict[str, Any]:
+        return {
+            "host": host, "port": port, "key_prefix": self.key_prefix, "connect_timeout": timeout,
+            "socket_timeout": timeout, "max_connections": THREADS,
+        }  # fmt: skip
 
-
-# -- load ----------------------------------------------------------------------------------------------------
-
-
-def test_10000_records_from_8_threads(redis_url: str, key_prefix: str, driver: redis.Redis, tmp_path: Path) -> None:
-    """10,000 records stored and read back from 8 threads through StoragePool; then, through the driver, every
-    one is there once and correct."""
-    configure(tmp_path, url=redis_url, key_prefix=key_prefix, max_connections=THREADS)
-    prefix = f"load-{uuid.uuid4().hex[:8]}"
-    outcome = hammer(prefix, 10_000, THREADS)
-    assert not outcome.errors, [str(e) for e in outcome.errors[:3]]
-    assert len(outcome.stored) == 10_000
-    found = records(driver, key_prefix, prefix)
-    assert len(found) == 10_000 and sorted(found) == sorted(outcome.stored)
-    assert all(record["result"] == result_for(task_id) for task_id, record in found.items())
-    print(f"10,000 records stored and read back in {outcome.seconds:.1f}s")
+    @pytest.fixture
+    def refused_credentials(self, private_redis: PrivateRedis) -> Callable[[str], dict[str, Any]]:
+        return lambda secret: {
+            "host": private_redis.host, "port": private_redis.port, "username": unique_name("nobody"),
+            "password": secret, "connect_timeout": self.timeout,
+        }  # fmt: skip

@@ -1,16 +1,15 @@
-"""The adapter inside Selinon: YAML configurations of Selinon 1.x, the command line, the pool and fork."""
+"""The adapter inside Selinon: YAML configurations of Selinon 1.x, the command line and the pool (forked
+children are a drill of test_reliability.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import socket
 import subprocess
 import sys
 import textwrap
-import time
 import uuid
 import warnings
 from pathlib import Path
@@ -140,70 +139,6 @@ def test_secret_never_shown_by_the_pool_or_the_command_line(tmp_path: Path, capl
     assert done.returncode == 1
     assert "cannot connect to Redis at 127.0.0.1" in done.stdout
     assert SECRET not in done.stdout + done.stderr
-
-
-def _connection_id(adapter: Redis) -> int:
-    """The server's CLIENT ID of a connection from this adapter's pool."""
-    assert adapter._client is not None
-    return int(adapter._client.client_id())
-
-
-def _store_in_child(task_ids: list[str]) -> None:
-    for task_id in task_ids:
-        StoragePool.set(None, FLOW, "MyTask", task_id, {"child": os.getpid()})
-    # What the child used: its own adapter and connection pool, never the parent's left behind by the fork.
-    adapter = StoragePool.get_connected_storage("MyRedisStorage")
-    assert isinstance(adapter, Redis) and adapter._client is not None
-    parents = [slot.adapter for slot in StoragePool._abandoned]
-    assert parents and all(adapter is not p and p._client is not adapter._client for p in parents)  # type: ignore[attr-defined]
-    used = {"pid": os.getpid(), "connection": _connection_id(adapter)}
-    StoragePool.set(None, FLOW, "MyTask", task_ids[0] + "-who", used)
-
-
-def test_fork_safety(tmp_path: Path, redis_url: str) -> None:
-    StoragePool.configure(write_config(tmp_path / "nodes.yaml", redis_url, legacy=False))
-    parent_id = f"fork-parent-{uuid.uuid4()}"
-    StoragePool.set(None, FLOW, "MyTask", parent_id, "parent")
-    adapter = StoragePool.get_connected_storage("MyRedisStorage")
-    batches = [[f"fork-{n}-{i}-{uuid.uuid4()}" for i in range(20)] for n in range(4)]
-    context = multiprocessing.get_context("fork")
-    children = [context.Process(target=_store_in_child, args=(batch,)) for batch in batches]
-    try:
-        for child in children:
-            child.start()
-        for child in children:
-            child.join(60)
-        assert [child.exitcode for child in children] == [0] * len(children)
-        for batch in batches:
-            for task_id in batch:
-                assert "child" in StoragePool.retrieve(FLOW, "MyTask", task_id)
-        assert StoragePool.get_connected_storage("MyRedisStorage") is adapter  # the parent's own, still working
-        # Each child used its own connection: server-side client ids that are not the parent's nor another
-        # child's, and all of them closed (the children have exited) while the parent's is still open.
-        assert isinstance(adapter, Redis)
-        mine = _connection_id(adapter)
-        used = [StoragePool.retrieve(FLOW, "MyTask", batch[0] + "-who") for batch in batches]
-        assert len({u["pid"] for u in used} | {os.getpid()}) == len(batches) + 1
-        connections = [u["connection"] for u in used]
-        assert mine not in connections and len(set(connections)) == len(batches), (mine, used)
-        server = redis.Redis.from_url(redis_url)
-        try:
-            deadline = time.monotonic() + 30  # the server notices the children's closed sockets soon after
-            while {int(c["id"]) for c in server.client_list()} & set(connections) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            open_ids = {int(c["id"]) for c in server.client_list()}
-        finally:
-            server.close()
-        assert mine in open_ids and not open_ids & set(connections)
-        assert StoragePool.retrieve(FLOW, "MyTask", parent_id) == "parent"
-        StoragePool.set(None, FLOW, "MyTask", parent_id, "parent again")
-        assert StoragePool.retrieve(FLOW, "MyTask", parent_id) == "parent again"
-    finally:
-        for task_id in [parent_id, *(t for batch in batches for t in [*batch, batch[0] + "-who"])]:
-            try:
-                StoragePool.delete(FLOW, "MyTask", task_id)
-            except Exception:
-                pass
 
 
 @pytest.mark.parametrize("form", ["positional", "url"])

@@ -11,20 +11,21 @@ import os
 import sys
 import threading
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import boto3
 import pytest
 from botocore.client import Config
-from selinon_storage_s3 import S3Storage
+from selinon_storage_s3 import S3Storage, object_key
 
 from selinon import StoragePool, registry
-from selinon.testing import ServerProcess, require_service
+from selinon.testing import Backend, ServerProcess, require_service
 from selinon.testing.services import python_module_argv
 
 ENDPOINT_ENV = "SELINON_TEST_S3_ENDPOINT"
@@ -82,6 +83,19 @@ class Endpoint:
                 client.delete_bucket(Bucket=bucket)
             except Exception:  # never created, or already gone
                 pass
+
+
+class S3Backend(Backend):
+    """A bucket (under a key prefix) seen through boto3: its objects by task id."""
+
+    def __init__(self, endpoint: Endpoint, bucket: str, prefix: str = "") -> None:
+        self.endpoint, self.bucket, self.prefix = endpoint, bucket, prefix
+        parts = urlsplit(endpoint.url)
+        self.address = (parts.hostname or "127.0.0.1", parts.port or (443 if parts.scheme == "https" else 80))
+
+    def records(self, prefix: str) -> Counter[str]:
+        keys = self.endpoint.keys(self.bucket, object_key(self.prefix, prefix))
+        return Counter(unquote(key[len(self.prefix) :]) for key in keys)
 
 
 def _moto_argv() -> list[str]:

@@ -1,16 +1,14 @@
-"""The adapter inside Selinon: Selinon 1.x YAML, the command line, the storage pool and forked workers."""
+"""The adapter inside Selinon: Selinon 1.x YAML, the command line and the storage pool (forked workers are a
+drill of test_reliability.py)."""
 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import subprocess
 import sys
 import uuid
 import warnings
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from conftest import Busy, Endpoint
@@ -18,7 +16,7 @@ from selinon_storage_s3 import S3Storage
 
 from selinon import ConfigurationError, StorageError, StoragePool, config
 from selinon.registry import LegacyImportWarning
-from selinon.testing import TcpProxy, exception_text, free_port, planted_secret
+from selinon.testing import exception_text, free_port, planted_secret
 
 # The block Selinon 1.x users have, as it is; the tests change only the bucket (it must be new) and add
 # endpoint_url (1.x users on AWS do not set it) to reach the test server.
@@ -132,61 +130,6 @@ def test_pool_retries_an_overloaded_server(tmp_path: Path, busy_endpoint: str) -
     with pytest.raises(StorageError, match="after 3 attempts.*SlowDown"):
         StoragePool.set(None, "F", "T", "t", 1)
     assert Busy.puts == 3
-
-
-def _child(n: int, queue: Any) -> None:
-    """A forked worker: the pool keeps its configuration and builds its own adapter."""
-    try:
-        for i in range(5):
-            StoragePool.set({"child": n}, "MyFlow", "MyTask", f"child-{n}-{i}", {"child": n, "i": i})
-        adapter = StoragePool.get_storage("MyS3Storage")
-        queue.put(("ok", n, _identities(adapter)))
-    except BaseException as exc:  # report, never hang the parent
-        queue.put(("error", n, repr(exc)))
-
-
-def _identities(adapter: Any) -> tuple[int, int, int]:
-    """The adapter, its boto3 client and the client's HTTP connection pool (botocore's), by identity."""
-    return id(adapter), id(adapter._client), id(adapter._client._endpoint.http_session)
-
-
-def test_fork_safety(tmp_path: Path, s3: Endpoint, bucket: str) -> None:
-    """The pool used in the parent, then 3 forked children store through it, through a proxy that counts the
-    connections made: every record is there, the parent's adapter still works, and each child built its own
-    adapter, client and connection pool, and opened connections of its own."""
-    parts = urlsplit(s3.url)
-    if parts.scheme != "http":
-        pytest.skip("the proxy forwards plain HTTP only (TLS would not verify the proxy's address)")
-    with TcpProxy(parts.hostname or "127.0.0.1", parts.port or 80) as proxy:
-        path = nodes_yaml(tmp_path, s3, bucket, legacy_import=False, endpoint=f"http://127.0.0.1:{proxy.port}")
-        StoragePool.configure(path)
-        StoragePool.set(None, "MyFlow", "MyTask", "parent-before", "before")
-        parent_adapter = StoragePool.get_connected_storage("MyS3Storage")
-        parent = _identities(parent_adapter)
-        opened_by_parent = proxy.connections
-        context = multiprocessing.get_context("fork")
-        queue = context.Queue()
-        children = [context.Process(target=_child, args=(n, queue)) for n in range(3)]
-        for child in children:
-            child.start()
-        reports = [queue.get(timeout=60) for _ in children]
-        for child in children:
-            child.join(timeout=60)
-            assert child.exitcode == 0
-        opened_by_children = proxy.connections - opened_by_parent  # the parent made no call meanwhile
-        assert all(status == "ok" for status, _, _ in reports), reports
-        for _, _, identities in reports:  # each child built its own; the parent's are kept alive in the child
-            assert all(mine != parents for mine, parents in zip(identities, parent, strict=True)), (identities, parent)
-        assert opened_by_children >= len(children), opened_by_children
-        for n in range(3):
-            for i in range(5):
-                assert StoragePool.retrieve("MyFlow", "MyTask", f"child-{n}-{i}") == {"child": n, "i": i}
-        assert StoragePool.get_connected_storage("MyS3Storage") is parent_adapter
-        assert _identities(parent_adapter) == parent
-        StoragePool.set(None, "MyFlow", "MyTask", "parent-after", "after")
-        assert StoragePool.retrieve("MyFlow", "MyTask", "parent-before") == "before"
-        assert StoragePool.retrieve("MyFlow", "MyTask", "parent-after") == "after"
-    assert len(s3.keys(bucket)) == 17
 
 
 @pytest.mark.parametrize("userinfo", ["user:{}", "user:{0}@tail-{0}"])

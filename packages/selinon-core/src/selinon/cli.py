@@ -12,7 +12,7 @@ from typing import Any, ClassVar, TypeVar
 import click
 
 from selinon import registry
-from selinon.errors import ConfigurationError, SelinonError, StorageError
+from selinon.errors import BrokenPluginError, ConfigurationError, PluginError, SelinonError, StorageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXIT_FAILED = 1
@@ -106,56 +106,64 @@ def _entry_json(entry: registry.StorageEntry, status: str, reason: str | None = 
     }
 
 
-def _broken_hook_plugins() -> list[dict[str, Any]]:
-    plugins_module = sys.modules.get("selinon.plugins")  # loaded by registry.entries() when there are any
-    broken_plugins: dict[str, str] = getattr(plugins_module, "broken_plugins", {})
+def _hook_plugins(ok: str) -> list[dict[str, Any]]:
+    """Every hook plugin, with ``ok`` as the status of a working one; none without importing pluggy when no
+    plugin is installed (``registry.entries()`` loads them when there are any)."""
+    if "selinon.plugins" not in sys.modules:
+        return []
+    from selinon.plugins import hook_plugins
+
     return [
         {
-            "classname": None,
-            "distribution": None,
-            "version": None,
-            "target": name,
+            "classname": None,  # the keys of a storage's record, so that a consumer may read every record alike
+            "distribution": p.distribution,
+            "version": p.version,
+            "target": None,
             "source": "hook plugin",
             "requires_core": None,
-            "status": "broken",
-            "reason": reason,
+            "status": "broken" if p.broken else ok,
+            "reason": p.broken,
+            "name": p.name,
+            "hooks": p.hooks,
         }
-        for name, reason in broken_plugins.items()
+        for p in hook_plugins()
     ]
 
 
-def _report(records: list[dict[str, Any]], as_json: bool) -> None:
+def _report(records: list[dict[str, Any]], hooks: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
-        _echo_json(records)
+        _echo_json(records + hooks)
         return
-    rows = [
-        [
-            r["classname"] or "-",
-            r["distribution"] or "-",
-            r["version"] or "-",
-            r["target"],
-            r["status"] + (f": {r['reason']}" if r["reason"] else ""),
-        ]
-        for r in records
-    ]
+
+    def status(r: dict[str, Any]) -> str:
+        return str(r["status"]) + (f": {r['reason']}" if r["reason"] else "")
+
+    rows = [[r["classname"], r["distribution"] or "-", r["version"] or "-", r["target"], status(r)] for r in records]
     _table(["CLASSNAME", "DISTRIBUTION", "VERSION", "TARGET", "STATUS"], rows)
+    if hooks:
+        click.echo()
+        rows = [
+            [h["name"], h["distribution"] or "-", h["version"] or "-", ",".join(h["hooks"]) or "-", status(h)]
+            for h in hooks
+        ]
+        _table(["HOOK PLUGIN", "DISTRIBUTION", "VERSION", "HOOKS", "STATUS"], rows)
 
 
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_list(as_json: bool) -> None:
-    """List every storage classname on offer, without importing any adapter."""
+    """List every storage classname on offer, without importing any adapter, and every hook plugin."""
     records = []
     for entry in registry.entries():
         reason = entry.incompatibility
         records.append(_entry_json(entry, "incompatible" if reason else "installed", reason))
-    _report(records + _broken_hook_plugins(), as_json)
+    _report(records, _hook_plugins("installed"), as_json)
 
 
 @plugins.command("check")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_check(as_json: bool) -> None:
-    """Import every adapter and report it as ok or broken; exit 1 if any is broken."""
+    """Import every adapter and report it as ok or broken; exit 1 if any adapter or hook plugin is broken."""
     records = []
     for entry in registry.entries():
         try:
@@ -164,9 +172,9 @@ def plugins_check(as_json: bool) -> None:
             records.append(_entry_json(entry, "broken", str(exc)))
         else:
             records.append(_entry_json(entry, "ok"))
-    records += _broken_hook_plugins()
-    _report(records, as_json)
-    if any(r["status"] != "ok" for r in records):
+    hooks = _hook_plugins("ok")
+    _report(records, hooks, as_json)
+    if any(r["status"] != "ok" for r in records + hooks):
         sys.exit(EXIT_FAILED)
 
 
@@ -219,14 +227,15 @@ def plugins_show(classname: str, as_json: bool) -> None:
     type=click.Path(file_okay=False),
     help="Where to create the project folder.",
 )
-def plugins_new(name: str, directory: str) -> None:
+@click.option("--classname", help="The adapter's class name (default: from NAME, such as 'AcmeDb' for 'acme-db').")
+def plugins_new(name: str, directory: str, classname: str | None) -> None:
     """Create a ready-to-publish adapter project for backend NAME (such as 'acme')."""
     from pathlib import Path
 
     from selinon import scaffold
 
-    target = scaffold.create(name, Path(directory))
-    values = scaffold.names(name)
+    target = scaffold.create(name, Path(directory), classname)
+    values = scaffold.names(name, classname)
     click.echo(f"created {target}")
     click.echo(
         f"  classname {values['classname']} in {values['package']}; next: pip install -e {target} pytest "
@@ -265,8 +274,21 @@ def storages_check(files: tuple[str, ...], names: tuple[str, ...], as_json: bool
             known = ", ".join(configuration.storages) or "none"
             raise ConfigurationError(f"{', '.join(files)}: no storage named {name!r}; configured: {known}")
     chosen = [configuration.storages[n] for n in names] if names else list(configuration.storages.values())
-    built = [(storage, instantiate(storage)) for storage in chosen]  # configuration errors first: exit 2
-    results = [_probe(storage, instance.adapter, instance.secrets) for storage, instance in built]
+    broken = {}
+    for storage in chosen:
+        try:
+            registry.resolve(storage.classname, storage.import_path)
+        except BrokenPluginError as exc:  # as `plugins check` reports it: a failed check, exit 1
+            broken[storage.name] = str(exc)
+        except PluginError:
+            pass  # a wrong classname or `import:` line: instantiate() says so, as a configuration error
+    built = {s.name: instantiate(s) for s in chosen if s.name not in broken}  # configuration errors first: exit 2
+    results = [
+        _row(s, "broken", broken[s.name])
+        if s.name in broken
+        else _probe(s, built[s.name].adapter, built[s.name].secrets)
+        for s in chosen
+    ]
     if as_json:
         _echo_json(results)
     else:
@@ -308,7 +330,10 @@ def _probe(storage: Any, adapter: Any, known_secrets: Iterable[str]) -> dict[str
             adapter.disconnect()
         except Exception:
             pass
-    ms = (time.perf_counter() - start) * 1000
+    return _row(storage, status, detail, (time.perf_counter() - start) * 1000)
+
+
+def _row(storage: Any, status: str, detail: str | None, ms: float = 0.0) -> dict[str, Any]:
     return {"storage": storage.name, "classname": storage.classname, "status": status, "ms": ms, "detail": detail}
 
 

@@ -30,6 +30,11 @@ class PluginError(SelinonError):
     """A storage plugin cannot be used: not installed, broken, ambiguous, or incompatible with this core."""
 
 
+class BrokenPluginError(PluginError):
+    """An installed storage plugin cannot be loaded: it fails to import, is not a ``DataStorage``, or does not
+    accept this core's version. ``selinon plugins check`` and ``selinon storages check`` report it and exit 1."""
+
+
 class SelinonMissingDataException(SelinonError, KeyError):
     """No record is stored for the requested task id.
 

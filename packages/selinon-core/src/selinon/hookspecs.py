@@ -2,7 +2,8 @@
 
 A plugin is any module or object with functions marked ``@selinon.hookimpl``. It is found through the
 ``selinon`` entry-point group, or registered in code with ``selinon.plugins.pm.register(plugin)``. An
-implementation may accept any subset of a hook's arguments.
+implementation may accept any subset of a hook's arguments. What happens when one raises is in
+:mod:`selinon.plugins`; the adapter guide (docs/adapters.md) describes each hook with examples.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ hookimpl = pluggy.HookimplMarker("selinon")
 
 @hookspec
 def register_storages(register: Any) -> None:
-    """Register storage classes: call ``register(cls, name=None)``.
+    """Register storage classes: call ``register(cls, name=None)``. One that raises makes its plugin broken, with
+    none of its classes registered.
 
     ``cls`` is a :class:`~selinon.DataStorage` subclass, or a ``"module:Class"`` string, which keeps the module
     unimported until a configuration uses it. ``name`` is the classname users write in YAML (the class's own
@@ -29,7 +31,8 @@ def register_storages(register: Any) -> None:
 def storage_configuration(storage_name: str, classname: str, configuration: dict[str, Any]) -> None:
     """Adjust a storage's configuration, in place, before its adapter is instantiated.
 
-    Called after environment references are expanded; meant for filling in secrets from a vault or a file.
+    Called after environment references are expanded; meant for filling in secrets from a vault or a file. One
+    that raises fails the storage with a configuration error naming the plugin.
     """
 
 
@@ -43,8 +46,10 @@ def storage_event(
     duration: float,
     error: BaseException | None,
 ) -> None:
-    """Observe a storage call for logging or tracing.
+    """Observe one attempt of a storage call, after it, for logging or tracing; never given the result itself.
 
-    ``event`` is one of ``connect``, ``store``, ``retrieve``, ``delete``, ``store_error``; ``error`` is the
-    exception the call raised, if any; ``duration`` is in seconds. Never given the result itself.
+    ``event`` is the adapter method (``connect``, ``store``, ``retrieve``, ``delete``, ``store_error``), or
+    ``retry`` for an attempt that failed with a transient error and is tried again; ``flow_name``, ``task_name``
+    and ``task_id`` are None on ``connect``; ``duration`` is the attempt's, in seconds; ``error`` is the exception
+    it raised, or None. Observers never decide: one that raises is logged once and counted, and the call goes on.
     """

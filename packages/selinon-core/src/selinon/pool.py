@@ -16,12 +16,11 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from selinon import config as config_module
-from selinon import registry, secrets
+from selinon import plugins, registry, secrets
 from selinon.caches import BUILTIN as BUILTIN_CACHES
 from selinon.caches import Cache, CachedResults, CacheMissError
 from selinon.config import Configuration, StorageConfig, TaskConfig
 from selinon.errors import ConfigurationError, PluginError, SelinonError, SelinonMissingDataException, StorageError
-from selinon.plugins import load_plugins
 from selinon.secrets import Secrets
 from selinon.storage import DataStorage, ExcInfo, calls_thread_safe
 
@@ -51,12 +50,22 @@ def instantiate(storage: StorageConfig) -> Instance:
     is not kept as their context either."""
     cls = resolve_class(storage)
     configuration = storage.resolved_configuration()
-    if isinstance(configuration, dict):
-        load_plugins().hook.storage_configuration(
-            storage_name=storage.name, classname=storage.classname, configuration=configuration
-        )
-    args, kwargs = (configuration, {}) if isinstance(configuration, list) else ([], configuration)
     problem = None
+    if isinstance(configuration, dict):
+        arguments = {"storage_name": storage.name, "classname": storage.classname, "configuration": configuration}
+        for impl in plugins.implementations("storage_configuration"):
+            try:
+                plugins.call(impl, arguments)
+            except Exception as exc:
+                hidden = secrets.secrets_in(configuration, cls.secret_options)
+                problem = (
+                    f"hook plugin {plugins.describe(plugins.name_of(impl.plugin))} failed in storage_configuration: "
+                    f"{secrets.scrub(f'{type(exc).__name__}: {exc}', hidden)}"
+                )
+                break
+    if problem is not None:
+        raise ConfigurationError(f"{storage.where}: {problem}")
+    args, kwargs = (configuration, {}) if isinstance(configuration, list) else ([], configuration)
     try:
         # Bound to the signature, a positional configuration (Selinon 1.x's list form) names its secrets too.
         known_secrets = secrets.secrets_in(inspect.signature(cls).bind(*args, **kwargs).arguments, cls.secret_options)
@@ -360,14 +369,13 @@ class StoragePool:
         cls._lock = threading.RLock()
 
 
-def _event_hook() -> Any:
-    """The ``storage_event`` hook caller, or None when no plugin implements it."""
-    hook = load_plugins().hook.storage_event
-    return hook if hook.get_hookimpls() else None
+def _event_hook() -> list[Any] | None:
+    """The ``storage_event`` implementations, or None when no plugin implements it."""
+    return plugins.implementations("storage_event") or None
 
 
 def _emit(
-    hook: Any,
+    hook: list[Any] | None,
     slot: _Slot,
     event: str,
     flow_name: str | None,
@@ -376,18 +384,25 @@ def _emit(
     began: float,
     error: BaseException | None,
 ) -> None:
-    if hook is not None:
-        if error is not None and secrets.leaks(error, slot.secrets):
-            error = _storage_error(slot, event, error)  # a hook that logs or traces it must not show a secret
-        hook(
-            event=event,
-            storage_name=slot.config.name,
-            flow_name=flow_name,
-            task_name=task_name,
-            task_id=task_id,
-            duration=time.perf_counter() - began,
-            error=error,
-        )
+    """Tell every observer; one that raises is logged and counted, and changes nothing of the call's outcome."""
+    if hook is None:
+        return
+    if error is not None and secrets.leaks(error, slot.secrets):
+        error = _storage_error(slot, event, error)  # a hook that logs or traces it must not show a secret
+    arguments = {
+        "event": event,
+        "storage_name": slot.config.name,
+        "flow_name": flow_name,
+        "task_name": task_name,
+        "task_id": task_id,
+        "duration": time.perf_counter() - began,
+        "error": error,
+    }
+    for impl in hook:
+        try:
+            plugins.call(impl, arguments)
+        except Exception as exc:
+            plugins.observer_failed(impl, secrets.scrub(f"{type(exc).__name__}: {exc}", slot.secrets))
 
 
 def _storage_error(slot: _Slot, what: str, exc: BaseException) -> StorageError:

@@ -15,7 +15,7 @@ from typing import Any
 
 import importlib_metadata
 
-from selinon.errors import PluginError
+from selinon.errors import BrokenPluginError, PluginError
 from selinon.storage import DataStorage
 
 GROUP = "selinon.storages"
@@ -70,16 +70,16 @@ class StorageEntry:
         origin = f"{self.classname} ({self.value}" + (f", from {self.distribution})" if self.distribution else ")")
         reason = self.incompatibility
         if reason:
-            raise PluginError(f"storage {origin} is incompatible: {reason}")
+            raise BrokenPluginError(f"storage {origin} is incompatible: {reason}")
         module_name, _, attr = self.value.partition(":")
         try:
             obj: Any = importlib.import_module(module_name)
             for part in attr.split("."):
                 obj = getattr(obj, part)
         except Exception as exc:
-            raise PluginError(f"storage {origin} is broken: {type(exc).__name__}: {exc}") from exc
+            raise BrokenPluginError(f"storage {origin} is broken: {type(exc).__name__}: {exc}") from exc
         if not (isinstance(obj, type) and issubclass(obj, DataStorage)):
-            raise PluginError(f"storage {origin} is broken: {self.value} is not a selinon.DataStorage subclass")
+            raise BrokenPluginError(f"storage {origin} is broken: {self.value} is not a selinon.DataStorage subclass")
         self._class = obj
         return obj
 
@@ -162,13 +162,18 @@ def entries() -> list[StorageEntry]:
 
     if "selinon.plugins" not in sys.modules and not hook_plugins_installed:
         return found  # no hook plugin installed nor registered in code: spare every command pluggy's import
-    from selinon.plugins import load_plugins, plugin_distributions
+    from selinon import plugins
 
-    pm = load_plugins()
-    for impl in pm.hook.register_storages.get_hookimpls():
+    for impl in plugins.implementations("register_storages"):
         before = len(found)
-        impl.function(register=register)  # one by one, so each registered class knows its plugin
-        dist = plugin_distributions.get(pm.get_name(impl.plugin) or "")
+        name = plugins.name_of(impl.plugin)
+        try:
+            plugins.call(impl, {"register": register})  # one by one, so each registered class knows its plugin
+        except Exception as exc:
+            del found[before:]  # all or nothing of a plugin
+            plugins.mark_broken(name, f"register_storages raised {type(exc).__name__}: {exc}")
+            continue
+        dist = plugins.plugin_distributions.get(name)
         for entry in found[before:]:
             entry.distribution, entry.version = dist or (None, None)
             if entry.distribution and entry.distribution != CORE_DISTRIBUTION:
@@ -216,16 +221,20 @@ def resolve(classname: str, import_path: str | None = None) -> type[DataStorage]
     try:
         module = importlib.import_module(import_path)
     except ModuleNotFoundError as exc:
+        if exc.name != import_path and not import_path.startswith(f"{exc.name}."):
+            # The module is there, but something it imports is not: a broken adapter, not a wrong line.
+            raise BrokenPluginError(f"cannot import {import_path!r}: {exc}; install what it needs") from exc
         if not (import_path.startswith("selinon.storages.") and exc.name == import_path):
             raise PluginError(f"cannot import {import_path!r}: {exc}; check `import:` or install its package") from exc
         return _legacy(classname, import_path)
     except Exception as exc:
-        raise PluginError(f"cannot import {import_path!r}: {type(exc).__name__}: {exc}") from exc
+        raise BrokenPluginError(f"cannot import {import_path!r}: {type(exc).__name__}: {exc}") from exc
     found = getattr(module, classname, None)
     if found is None:
         raise PluginError(f"module {import_path!r} has no class {classname!r}; check `classname:`")
     if not (isinstance(found, type) and issubclass(found, DataStorage)):
         raise PluginError(f"{import_path}.{classname} is not a selinon.DataStorage subclass")
+    _check_core_range(found, import_path)
     return found
 
 
@@ -243,3 +252,15 @@ def _legacy(classname: str, import_path: str) -> type[DataStorage]:
             stacklevel=3,
         )
     return cls
+
+
+def _check_core_range(cls: type[DataStorage], import_path: str) -> None:
+    """A class named by ``import:`` gets the same check of its distribution's ``selinon-core`` range as one
+    found by its classname: the distribution is the one whose entry points live in the class's top-level
+    package (a module no distribution declares has no range to check)."""
+    package = cls.__module__.partition(".")[0]
+    for entry in _installed()[0]:
+        if entry.value.partition(".")[0].partition(":")[0] == package and entry.incompatibility:
+            raise BrokenPluginError(
+                f"storage {cls.__name__} (import: {import_path}) is incompatible: {entry.incompatibility}"
+            )

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 _NAME = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
 
 
-def names(backend: str) -> dict[str, str]:
-    """Every name a project for ``backend`` (such as ``acme`` or ``acme-db``) needs."""
+def names(backend: str, classname: str | None = None) -> dict[str, str]:
+    """Every name a project for ``backend`` (such as ``acme`` or ``acme-db``) needs; the class is named after
+    the backend (``AcmeDb``) unless ``classname`` is given (``mysql`` can be ``MySQL``)."""
     backend = backend.lower()
     if backend.startswith("selinon-storage-"):
         backend = backend[len("selinon-storage-") :]
@@ -31,9 +32,12 @@ def names(backend: str) -> dict[str, str]:
             f"{backend!r} is not a usable name; use lowercase letters, digits and dashes, such as 'acme-db'"
         )
     package = f"selinon_storage_{backend.replace('-', '_')}"
-    classname = "".join(part.capitalize() for part in backend.split("-"))
-    if keyword.iskeyword(classname):
-        classname += "Storage"
+    if classname is None:
+        classname = "".join(part.capitalize() for part in backend.split("-"))
+        if keyword.iskeyword(classname):
+            classname += "Storage"
+    elif not (classname.isidentifier() and classname.isascii() and not keyword.iskeyword(classname)):
+        raise ConfigurationError(f"--classname {classname!r} is not a Python class name; use one such as 'MySQL'")
     from selinon import __version__
 
     major, minor = __version__.split(".")[:2]
@@ -47,9 +51,9 @@ def names(backend: str) -> dict[str, str]:
     }
 
 
-def create(backend: str, directory: Path) -> Path:
+def create(backend: str, directory: Path, classname: str | None = None) -> Path:
     """Write the project into ``directory/<distribution>``; refuses to write into an existing folder."""
-    values = names(backend)
+    values = names(backend, classname)
     target = directory / values["distribution"]
     if target.exists():
         raise ConfigurationError(f"{target} already exists; choose another --dir or remove it")

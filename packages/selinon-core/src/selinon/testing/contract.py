@@ -1,12 +1,15 @@
 """The storage contract, as a test suite that adapter authors subclass and run against their own server.
 
-Each test stores under fresh task ids, so the suite can run against a shared, non-empty server.
+Each test stores under fresh task ids, so the suite can run against a shared, non-empty server. Two optional
+fixtures turn on more checks: ``backend`` (the server seen through its own driver: one record per task id, no
+connection left open) and ``secret_storage_factory`` (no secret in a ``repr()`` or an error).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
@@ -16,6 +19,8 @@ import pytest
 
 from selinon.errors import SelinonMissingDataException
 from selinon.storage import DataStorage
+from selinon.testing.backend import Backend
+from selinon.testing.services import exception_text, planted_secret
 
 FLOW = "contractFlow"
 TASK = "contractTask"
@@ -50,6 +55,16 @@ REWRITTEN_VALUES = {
     "object": {"bad": object()},
 }
 
+#: Task ids that differ only in ways a backend may ignore (a case-insensitive or padding collation, a
+#: normalising file system): each must reach its own record.
+LOOK_ALIKE_SUFFIXES = {
+    "case": ("-ABC", "-abc"),
+    "trailing space": ("-id", "-id "),
+    "trailing tab": ("-id", "-id\t"),
+    "leading space": ("-id", "- id"),
+    "unicode normalisation": ("-caf\u00e9", "-cafe\u0301"),
+}
+
 HOSTILE_TASK_IDS = ["../escape", "a/b/../../c", "*", "?", "[abc]", "line\nbreak", "x" * 1000, ".", "..", "%2E%2E"]
 
 
@@ -79,6 +94,17 @@ class StorageContract:
     @pytest.fixture
     def storage_factory(self) -> Callable[[], DataStorage]:
         raise NotImplementedError("provide a `storage_factory` fixture that returns a callable making the adapter")
+
+    @pytest.fixture
+    def backend(self) -> Backend | None:
+        """Optional: the test server through its own driver (a :class:`~selinon.testing.Backend`)."""
+        return None
+
+    @pytest.fixture
+    def secret_storage_factory(self) -> Callable[[str], DataStorage] | None:
+        """Optional: a callable that makes an unconnected adapter with the given secret in its configuration,
+        as its password (inside a URL if the adapter takes one), aimed at a port where no server listens."""
+        return None
 
     @pytest.fixture
     def storage(self, storage_factory: Callable[[], DataStorage]) -> Iterator[DataStorage]:
@@ -111,6 +137,47 @@ class StorageContract:
         storage.store(None, FLOW, TASK, tid, {"try": 1})
         storage.store(None, FLOW, TASK, tid, {"try": 2})
         assert storage.retrieve(FLOW, TASK, tid) == {"try": 2}
+
+    def test_record_id_names_the_task_record(self, storage: DataStorage) -> None:
+        """The record id is the same for every store of a task id (the record is replaced in place, never made
+        anew) and differs between task ids."""
+        tid, other = task_id(), task_id()
+        first = storage.store(None, FLOW, TASK, tid, {"try": 1})
+        assert first is not None
+        assert storage.store(None, FLOW, TASK, tid, {"try": 2}) == first
+        assert storage.store_error(None, FLOW, TASK, tid, _raise_and_capture()) == first
+        assert storage.store(None, FLOW, TASK, tid, {"try": 3}) == first
+        assert storage.store(None, FLOW, TASK, other, {"try": 1}) != first
+
+    def test_one_record_per_task_id(self, storage: DataStorage, backend: Backend | None) -> None:
+        """Counted on the server: stores, an error and stores again of one task id leave one record; a delete
+        leaves none."""
+        server = _needs(backend)
+        tid = task_id()
+        storage.store(None, FLOW, TASK, tid, {"try": 1})
+        storage.store(None, FLOW, TASK, tid, {"try": 2})
+        storage.store_error(None, FLOW, TASK, tid, _raise_and_capture())
+        storage.store(None, FLOW, TASK, tid, {"try": 3})
+        assert server.records(tid)[tid] == 1
+        storage.delete(FLOW, TASK, tid)
+        assert server.records(tid)[tid] == 0
+
+    @pytest.mark.parametrize("suffixes", list(LOOK_ALIKE_SUFFIXES.values()), ids=list(LOOK_ALIKE_SUFFIXES))
+    def test_look_alike_ids_are_separate(
+        self, storage: DataStorage, backend: Backend | None, suffixes: tuple[str, str]
+    ) -> None:
+        base = task_id()
+        first, second = (base + suffix for suffix in suffixes)
+        storage.store(None, FLOW, TASK, first, "first")
+        storage.store(None, FLOW, TASK, second, "second")
+        assert storage.retrieve(FLOW, TASK, first) == "first"
+        assert storage.retrieve(FLOW, TASK, second) == "second"
+        if backend is not None:
+            assert backend.records(base) == {first: 1, second: 1}
+        storage.delete(FLOW, TASK, first)
+        assert storage.retrieve(FLOW, TASK, second) == "second"
+        with pytest.raises(SelinonMissingDataException):
+            storage.retrieve(FLOW, TASK, first)
 
     def test_records_are_separate(self, storage: DataStorage) -> None:
         first, second = task_id(), task_id()
@@ -238,6 +305,48 @@ class StorageContract:
         assert type(storage).__name__ in text
         assert "password" not in text.lower()
 
+    def test_secret_stays_out_of_repr_and_errors(
+        self, secret_storage_factory: Callable[[str], DataStorage] | None
+    ) -> None:
+        if secret_storage_factory is None:
+            pytest.skip("no `secret_storage_factory` fixture: give one to check reprs and errors for secrets")
+        secret = planted_secret()
+        adapter = secret_storage_factory(secret)
+        assert secret not in repr(adapter) and secret not in str(adapter)
+        with pytest.raises(Exception) as raised:  # whatever the driver raises
+            adapter.connect()
+        assert secret not in exception_text(raised.value), "the connect error shows the secret"
+        assert secret not in repr(adapter)
+        adapter.disconnect()
+
+    def test_connections_open_once_and_close(
+        self, storage_factory: Callable[[], DataStorage], backend: Backend | None
+    ) -> None:
+        """Counted in this process: connect() on a connected adapter opens nothing more, and after use from
+        several threads disconnect() leaves no socket open."""
+        server = _needs_connections(backend)
+        before = _settled(server)
+        adapter = storage_factory()
+        adapter.connect()
+        prefix = task_id()
+        lock: AbstractContextManager[Any] = nullcontext() if adapter.thread_safe else threading.Lock()
+
+        def work(n: int) -> None:
+            with lock:
+                adapter.store(None, FLOW, TASK, f"{prefix}-{n}", n)
+
+        workers = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        connected = _settled(server)
+        adapter.connect()
+        adapter.connect()
+        assert _at_most(server, connected), "connect() on a connected adapter opened connections"
+        adapter.disconnect()
+        assert _at_most(server, before), "disconnect() left connections open"
+
     # -- concurrency -----------------------------------------------------------------------------------------
 
     def test_many_threads(self, storage: DataStorage) -> None:
@@ -266,3 +375,41 @@ class StorageContract:
         for thread in range(self.threads):
             for n in range(self.records_per_thread):
                 assert storage.retrieve(FLOW, TASK, f"{prefix}-{thread}-{n}") == {"thread": thread, "n": n}
+
+
+def _needs(backend: Backend | None) -> Backend:
+    if backend is None:
+        pytest.skip("no `backend` fixture: give one to let the suite look at the server itself")
+    return backend
+
+
+def _needs_connections(backend: Backend | None) -> Backend:
+    server = _needs(backend)
+    if server.open_connections() is None:
+        pytest.skip("the backend cannot count this process's connections to the server")
+    return server
+
+
+def _settled(backend: Backend, timeout: float = 3.0) -> int:
+    """This process's open connections to the server, once two counts 0.2 s apart agree (a driver may open a
+    monitoring connection from a thread of its own)."""
+    deadline = time.monotonic() + timeout
+    count = backend.open_connections()
+    while True:
+        time.sleep(0.2)
+        again = backend.open_connections()
+        if again == count or time.monotonic() > deadline:
+            assert again is not None
+            return again
+        count = again
+
+
+def _at_most(backend: Backend, limit: int, timeout: float = 5.0) -> bool:
+    """Whether this process's open connections to the server come down to ``limit`` within ``timeout`` (a
+    driver may close its last sockets from a thread of its own, a moment after disconnect() returns)."""
+    deadline = time.monotonic() + timeout
+    while (backend.open_connections() or 0) > limit:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

@@ -1,8 +1,8 @@
 """A TCP proxy that tests put between an adapter and its server, to cut connections at a moment they choose.
 
 Cutting through a proxy is the most precise fault injector: it works the same for every server, keeps the
-server's data (a restart of an in-memory server would lose it), and can refuse new connections for a while to
-play a server that is down.
+server's data (a restart of an in-memory server would lose it), can refuse new connections for a while to play
+a server that is down, and can hold everything silent to play one that hangs (connect and read timeouts).
 """
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from types import TracebackType
 class TcpProxy:
     """Forwards ``127.0.0.1:<port>`` to ``target_host:target_port`` until stopped.
 
-    ``cut()`` closes every open connection (clients see a reset); ``refuse()``/``accept()`` make new connections
-    fail or pass; ``port`` is where the adapter should connect.
+    ``cut()`` closes every open connection (clients see a reset); ``refuse()`` closes new connections at once;
+    ``hold()`` accepts new connections and forwards nothing more, either way, on any connection (a server that
+    stopped answering); ``accept()`` forwards again (what was held goes through; a connection accepted while
+    holding stays silent until cut); ``port`` is where the adapter
+    should connect. ``connections`` counts the connections forwarded so far.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -27,6 +30,8 @@ class TcpProxy:
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._refusing = False
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._running = True
         self.connections = 0
         self._thread = threading.Thread(target=self._accept_loop, name="tcp-proxy", daemon=True)
@@ -44,14 +49,20 @@ class TcpProxy:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
                 sock.close()
-        return len(open_sockets) // 2
+        return (len(open_sockets) + 1) // 2
 
     def refuse(self) -> None:
         """From now on, close new connections at once (a server that is down)."""
         self._refusing = True
 
+    def hold(self) -> None:
+        """From now on, accept new connections but answer nothing, and forward nothing on open ones."""
+        self._flowing.clear()
+
     def accept(self) -> None:
+        """Forward connections again, new and open ones."""
         self._refusing = False
+        self._flowing.set()
 
     def stop(self) -> None:
         self._running = False
@@ -74,6 +85,10 @@ class TcpProxy:
             if self._refusing:
                 client.close()
                 continue
+            if not self._flowing.is_set():
+                with self._lock:
+                    self._sockets.add(client)  # silent until cut; never connected upstream
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
                 upstream.settimeout(None)
@@ -89,6 +104,9 @@ class TcpProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                while not self._flowing.wait(0.1):
+                    if not self._running:
+                        return
                 sink.sendall(data)
         except OSError:
             pass

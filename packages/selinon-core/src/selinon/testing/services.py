@@ -10,10 +10,12 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import pytest
 
@@ -71,6 +73,35 @@ def exception_text(exc: BaseException) -> str:
             texts += [str(current), *map(repr, current.args)]
             pending += [current.__cause__, current.__context__]
     return "\n".join(texts)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, every: float = 0.02) -> bool:
+    """Poll ``condition`` until it holds (True) or ``timeout`` seconds pass (False): a bounded wait."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(every)
+    return True
+
+
+def timed(call: Callable[[], Any], patience: float) -> tuple[list[Any], list[BaseException], float]:
+    """Run ``call`` in a thread and wait at most ``patience`` seconds for it: its result (in a list), its error
+    (in a list) and the seconds it took or waited so far. A call that would hang fails a test, not hangs it."""
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(call())
+        except BaseException as exc:
+            errors.append(exc)
+
+    start = time.monotonic()
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(patience)
+    return results, errors, time.monotonic() - start
 
 
 def free_port() -> int:
