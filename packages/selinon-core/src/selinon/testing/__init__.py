@@ -11,7 +11,7 @@ Needs pytest, and is imported only by tests::
 """
 
 from selinon.testing.contract import StorageContract
-from selinon.testing.proxy import TcpProxy
+from selinon.testing.proxy import TcpProxy, TlsTerminator
 from selinon.testing.services import (
     ServerProcess,
     exception_text,
@@ -25,6 +25,7 @@ __all__ = [
     "ServerProcess",
     "StorageContract",
     "TcpProxy",
+    "TlsTerminator",
     "exception_text",
     "free_port",
     "planted_secret",
