@@ -665,3 +665,11 @@ def test_a_password_with_an_unescaped_at_is_refused_and_hidden(tmp_path: Path, o
         assert done.returncode == 2, done.stdout + done.stderr
         assert "Username and password must be escaped" in done.stderr
         assert secret not in done.stdout + done.stderr
+
+
+def test_plugins_show_gives_the_defaults_the_adapter_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    from selinon.cli import main
+
+    main(["plugins", "show", "MongoDB", "--json"])
+    defaults = {o["name"]: o["default"] for o in json.loads(capsys.readouterr().out)["options"]}
+    assert (defaults["host"], defaults["port"], defaults["auth_source"]) == ("localhost", 27017, "admin")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib_metadata
 import pluggy
 
-from selinon import hookspecs
+from selinon import hookspecs, installed
 
 pm = pluggy.PluginManager("selinon")
 pm.add_hookspecs(hookspecs)
@@ -22,7 +21,7 @@ def load_plugins() -> pluggy.PluginManager:
     global _loaded
     if not _loaded:
         _loaded = True
-        for entry_point in importlib_metadata.entry_points(group="selinon"):
+        for entry_point in installed.entry_points(group="selinon"):
             if pm.has_plugin(entry_point.name):
                 continue
             try:
