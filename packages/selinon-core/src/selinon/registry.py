@@ -222,17 +222,17 @@ def find(classname: str) -> StorageEntry:
         raise PluginError(f"no installed distribution provides classname {classname!r}; install it: pip install {dist}")
     import difflib
 
-    installed = sorted({e.classname for e in all_entries})
-    by_lower = {name.lower(): name for name in [*FIRST_PARTY, *installed]}  # installed ones win
+    present = sorted({e.classname for e in all_entries})
+    by_lower = {name.lower(): name for name in [*FIRST_PARTY, *present]}  # installed ones win
     close = [by_lower[n] for n in difflib.get_close_matches(classname.lower(), list(by_lower), n=3, cutoff=0.75)]
 
     def named(name: str) -> str:
-        return repr(name) if name in installed else f"{name!r} (not installed: pip install {FIRST_PARTY[name]})"
+        return repr(name) if name in present else f"{name!r} (not installed: pip install {FIRST_PARTY[name]})"
 
     hint = (
         f"did you mean {' or '.join(named(c) for c in close)}?"
         if close
-        else f"installed: {', '.join(installed) or 'none'}"
+        else f"installed: {', '.join(present) or 'none'}"
     )
     raise PluginError(f"no installed distribution provides classname {classname!r}; {hint}")
 

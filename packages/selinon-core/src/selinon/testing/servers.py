@@ -52,8 +52,9 @@ def provide(name: str) -> str:
     service = SERVICES[name]
     url = os.environ.get(service.env) or service.default_url
     parts = urlsplit(url)
-    address = f"{parts.hostname}:{parts.port}"
-    if not wait_for_port(parts.hostname or "127.0.0.1", parts.port or 0, timeout=0):  # one attempt
+    host, port = parts.hostname or "127.0.0.1", parts.port or urlsplit(service.default_url).port or 0
+    address = f"{host}:{port}"
+    if not wait_for_port(host, port, timeout=0):  # one attempt
         started = _start_postgresql() if name == "postgresql" else _start_redis()
         if started is not None:
             url = os.environ[service.env] = started
