@@ -77,6 +77,15 @@ def test_plugins_show_unknown_names_only_what_is_installed(capsys: pytest.Captur
     assert err.endswith("did you mean 'Filesystem'?\n")
 
 
+def test_classname_close_to_an_adapter_not_installed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "nodes.yaml"
+    config.write_text("storages:\n  - {name: Results, classname: Mongo, configuration: {db_name: d}}\n")
+    code, _, err = run(capsys, "storages", "check", "-c", str(config))
+    assert (code, err) == (2, f"selinon: error: {config}: storage 'Results': no installed distribution provides "
+                              "classname 'Mongo'; did you mean 'MongoDB' (not installed: pip install "
+                              "selinon-storage-mongodb)?\n")  # fmt: skip
+
+
 ACME_SOURCE = '''
 from selinon import DataStorage
 
