@@ -66,8 +66,8 @@ def require_service(what: str, host: str, port: int, how_to_start: str, timeout:
         unavailable(what, message)
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_terminal_summary(terminalreporter: Any) -> Generator[None, None, None]:
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outermost: what it writes comes after pytest's summary
+def pytest_terminal_summary(terminalreporter: Any) -> Generator[None, Any, None]:
     """After pytest's own summary: the servers started in place of the machine's, and in one line, the servers
     whose tests were skipped and how to have them.
 
