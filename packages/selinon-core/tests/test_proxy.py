@@ -1,4 +1,5 @@
-"""The test kit's TCP proxy, against a real Redis (the machine's, or one the session starts), since the adapters' fault tests rely on it."""
+"""The test kit's TCP proxy, against a real Redis (the machine's, or one the session starts), since the adapters'
+fault tests rely on it."""
 
 from __future__ import annotations
 

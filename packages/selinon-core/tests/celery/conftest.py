@@ -1,7 +1,7 @@
 """Real brokers and real `celery worker` processes for the Celery tests.
 
-Redis (127.0.0.1:6379, or one the session starts: selinon.testing.servers) is the broker and the result backend; RabbitMQ (127.0.0.1:5672, guest/guest) is a second
-broker where a test asks for it. Every key and queue carries a prefix unique to the test session, so runs sharing
+Redis (127.0.0.1:6379, or one the session starts: selinon.testing.servers) is the broker and the result backend;
+RabbitMQ (127.0.0.1:5672, guest/guest) is a second broker where a test asks for it. Every key and queue carries a prefix unique to the test session, so runs sharing
 the servers never see each other's messages; nothing is flushed.
 """
 
