@@ -53,7 +53,8 @@ def tests(session: nox.Session, package: str) -> None:
     """One package's tests, with core and the package installed from this checkout."""
     if not (ROOT / package / "pyproject.toml").exists():
         session.skip(f"{package} does not exist yet")
-    session.install("-e", CORE, "-e", package, *_test_requirements(package))
+    editable = [CORE] if package == CORE else [CORE, package]
+    session.install(*[arg for p in editable for arg in ("-e", p)], *_test_requirements(package))
     # Tests put this secret into configurations; the whole report (every test's output and log records, passed
     # ones included) is then searched for it.
     secret = f"planted-{uuid.uuid4().hex}"
@@ -102,7 +103,7 @@ def wheels(session: nox.Session) -> None:
 def upgrade(session: nox.Session) -> None:
     """From `selinon[celery,redis]==1.4.0` (PyPI) to freshly built wheels, with docs/upgrading.md's command."""
     dist = _build(session)
-    session.install(*_test_requirements(UPGRADE))
+    session.install("-e", CORE, *_test_requirements(UPGRADE))  # the core for its test kit (selinon.testing)
     session.run("pytest", f"{UPGRADE}/tests", "-m", "upgrade", *session.posargs, env={"SELINON_WHEELS": str(dist)})
 
 

@@ -15,9 +15,11 @@ from compare import Comparison, compare_times
 
 DRIVERS = ("sqlalchemy", "redis", "pymongo", "boto3", "botocore", "psycopg", "yaml")
 FLOOR = (
-    "import click, importlib_metadata; "
+    "import click, sys\n"
+    "if sys.version_info >= (3, 12):\n    from importlib.metadata import entry_points\n"  # as selinon.installed
+    "else:\n    from importlib_metadata import entry_points\n"
     "[(e.name, e.value, e.dist.name, e.dist.version, e.dist.requires) "
-    "for e in importlib_metadata.entry_points(group='selinon.storages')]"
+    "for e in entry_points(group='selinon.storages')]"
 )
 IMPORTED = (
     "import sys\nfrom selinon.cli import main\n"

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from selinon import StoragePool, plugins, registry
+from selinon.testing.services import pytest_terminal_summary  # noqa: F401 - the skip summary
 
 
 @pytest.fixture(autouse=True)

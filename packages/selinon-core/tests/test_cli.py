@@ -62,6 +62,81 @@ def test_plugins_show_unknown(capsys: pytest.CaptureFixture[str]) -> None:
     )
 
 
+def test_plugins_show_unknown_names_only_what_is_installed(capsys: pytest.CaptureFixture[str]) -> None:
+    """With the core alone, the built-ins are what is installed; a first-party adapter that is close to the name
+    asked for is suggested with what to install."""
+    code, _, err = run(capsys, "plugins", "show", "Nope")
+    assert (code, err) == (2, "selinon: error: no installed distribution provides classname 'Nope'; installed: "
+                              "Filesystem, InMemoryStorage\n")  # fmt: skip
+    code, _, err = run(capsys, "plugins", "show", "Mongo")
+    assert (code, err) == (2, "selinon: error: no installed distribution provides classname 'Mongo'; did you mean "
+                              "'MongoDB' (not installed: pip install selinon-storage-mongodb)?\n")  # fmt: skip
+    code, _, err = run(capsys, "plugins", "show", "postgresql")
+    assert "did you mean 'PostgreSQL' (not installed: pip install selinon-storage-postgresql)?" in err
+    code, _, err = run(capsys, "plugins", "show", "filesystem")
+    assert err.endswith("did you mean 'Filesystem'?\n")
+
+
+def test_classname_close_to_an_adapter_not_installed(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "nodes.yaml"
+    config.write_text("storages:\n  - {name: Results, classname: Mongo, configuration: {db_name: d}}\n")
+    code, _, err = run(capsys, "storages", "check", "-c", str(config))
+    assert (code, err) == (2, f"selinon: error: {config}: storage 'Results': no installed distribution provides "
+                              "classname 'Mongo'; did you mean 'MongoDB' (not installed: pip install "
+                              "selinon-storage-mongodb)?\n")  # fmt: skip
+
+
+ACME_SOURCE = '''
+from selinon import DataStorage
+
+
+class Acme(DataStorage):
+    """Keeps ``key_prefix + task_id`` records, see :class:`selinon.DataStorage`.
+
+    More about it.
+    """
+
+    option_defaults = {"host": "localhost", "port": 7000}
+
+    def __init__(self, host=None, port=None, key_prefix="acme:"):
+        pass
+
+    connect = disconnect = is_connected = store = retrieve = lambda *a: None
+'''
+
+
+def test_plugins_show_details(capsys: pytest.CaptureFixture[str], make_distribution: MakeDistribution) -> None:
+    """Defaults as the adapter declares them, the summary without reStructuredText markup, the core range as
+    people write it."""
+    make_distribution(
+        "acme-storage", storages={"Acme": "acme:Acme"}, modules={"acme": ACME_SOURCE}, requires=["selinon-core<1,>=0.1"]
+    )
+    code, out, _ = run(capsys, "plugins", "show", "Acme")
+    assert code == 0
+    assert "summary:       Keeps `key_prefix + task_id` records, see `selinon.DataStorage`.\n" in out
+    assert "requires_core: >=0.1,<1\n" in out
+    assert "options:\n  host: default 'localhost'\n  port: default 7000\n  key_prefix: default 'acme:'\n" in out
+
+
+def test_plugins_check_says_what_to_install_for_a_missing_driver(
+    capsys: pytest.CaptureFixture[str], make_distribution: MakeDistribution
+) -> None:
+    make_distribution(
+        "acme-storage",
+        storages={"Acme": "acme_adapter:Acme"},
+        modules={"acme_adapter": "import acme_driver"},
+        requires=["selinon-core>=0.1", "Acme-Driver[fast]<3,>=2.1"],
+    )
+    code, out, _ = run(capsys, "plugins", "check")
+    assert code == 1
+    row = next(line for line in out.splitlines() if line.startswith("Acme "))
+    assert row.endswith(
+        "broken: ModuleNotFoundError: No module named 'acme_driver'; acme-storage needs it: "
+        "pip install 'Acme-Driver[fast]>=2.1,<3'"
+    ), row
+    assert row.count("broken") == 1
+
+
 def test_plugins_check_reports_broken_and_exits_1(
     capsys: pytest.CaptureFixture[str], make_distribution: MakeDistribution
 ) -> None:
@@ -90,7 +165,59 @@ def test_storages_check_example(
     assert code == 0, err
     rows = [line.split()[:3] for line in out.splitlines()[1:]]
     assert rows == [["Memory", "InMemoryStorage", "ok"], ["Results", "Filesystem", "ok"]]
-    assert list((tmp_path / "selinon-results").iterdir()) == []  # the probe record was deleted
+    assert list(tmp_path.iterdir()) == []  # the probe record was deleted, and the directory made for it too
+
+
+NO_DELETE_SOURCE = """
+from pathlib import Path
+
+from selinon import DataStorage
+
+
+class NoDelete(DataStorage):
+    def __init__(self, log):
+        self.log = Path(log)
+
+    def connect(self):
+        self.log.touch()
+
+    disconnect = is_connected = lambda self: None
+
+    def store(self, node_args, flow_name, task_name, task_id, result):
+        with self.log.open("a") as file:
+            file.write(task_id)
+
+    def retrieve(self, flow_name, task_name, task_id):
+        return None
+"""
+
+
+def test_storages_check_leaves_no_probe_record_where_it_cannot_delete_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, make_distribution: MakeDistribution
+) -> None:
+    make_distribution(
+        "acme-nodelete", storages={"NoDelete": "acme_nodelete:NoDelete"}, modules={"acme_nodelete": NO_DELETE_SOURCE}
+    )
+    log = tmp_path / "stored.log"
+    config = tmp_path / "nodes.yaml"
+    config.write_text(f"storages:\n  - {{name: Kept, classname: NoDelete, configuration: {{log: '{log}'}}}}\n")
+    code, out, err = run(capsys, "storages", "check", "-c", str(config), "--json")
+    assert code == 0, err
+    (result,) = json.loads(out)
+    assert result["status"] == "ok"
+    assert result["detail"] == "connected; no probe record written, since NoDelete cannot delete it"
+    assert log.read_text() == ""  # connected, and nothing stored
+
+
+def test_storages_check_keeps_a_directory_that_existed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "selinon-results").mkdir()
+    code, _, err = run(capsys, "storages", "check", "-c", str(EXAMPLE), "--storage", "Results")
+    assert code == 0, err
+    assert list(tmp_path.iterdir()) == [tmp_path / "selinon-results"]
+    assert list((tmp_path / "selinon-results").iterdir()) == []
 
 
 def test_storages_check_one_storage_json(

@@ -57,12 +57,13 @@ def test_run_the_example_flow_and_read_results_back(capsys: pytest.CaptureFixtur
     assert code == 0 and out == f"deleted the record of task Confirm with id {confirm['task_id']}\n"
     code, out, err = run(capsys, "results", "get", "-c", str(FLOW / "nodes.yaml"), "Confirm", confirm["task_id"])
     assert code == 1 and out == ""
-    assert (
-        err
-        == f"selinon: no result of task Confirm with id {confirm['task_id']}: no record for task '{confirm['task_id']}'\n"
+    missing = (
+        f"selinon: storage 'Orders' holds no record of task Confirm with task id {confirm['task_id']!r}; check the id "
+        "(`selinon run` prints each task's)\n"
     )
+    assert err == missing
     code, _, err = run(capsys, "results", "delete", "-c", str(FLOW / "nodes.yaml"), "Confirm", confirm["task_id"])
-    assert code == 1 and err.startswith("selinon: no record of task Confirm")
+    assert code == 1 and err == missing
 
 
 def test_run_prints_a_summary_table(capsys: pytest.CaptureFixture[str]) -> None:
@@ -120,8 +121,13 @@ def test_results_errors(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "results", "get", "-c", str(FLOW / "nodes.yaml"), "Unknown", "id")
     assert code == 2 and err == "selinon: error: task 'Unknown' is not configured; add it under `tasks:`\n"
     code, _, err = run(capsys, "results", "get", "-c", str(FLOW / "nodes.yaml"), "Confirm", "no-such-id")
-    assert (
-        code == 1 and err == "selinon: no result of task Confirm with id no-such-id: no record for task 'no-such-id'\n"
+    assert code == 1 and err == (
+        "selinon: storage 'Orders' holds no record of task Confirm with task id 'no-such-id'; check the id "
+        "(`selinon run` prints each task's)\n"
+    )
+    code, _, err = run(capsys, "results", "get", "-c", str(FLOW / "nodes.yaml"), "Confirm", "x", "--flow", "orderFlow")
+    assert err.startswith(
+        "selinon: storage 'Orders' holds no record of task Confirm with task id 'x' in flow 'orderFlow';"
     )
 
 
@@ -218,6 +224,6 @@ def test_results_of_one_storage_need_no_variable_of_another(capsys: pytest.Captu
         "  - {name: Remote, storage: Elsewhere}\n"
     )
     code, _, err = run(capsys, "results", "get", "-c", str(nodes), "Local", "some-id")
-    assert code == 1 and "no result of task Local with id some-id" in err
+    assert code == 1 and "storage 'Here' holds no record of task Local with task id 'some-id'" in err
     code, _, err = run(capsys, "results", "get", "-c", str(nodes), "Remote", "some-id")
     assert code == 2 and "storage 'Elsewhere': configuration.path: environment variable SELINON_TEST_NEVER_SET" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,14 @@ def test_upgrade_distribution_keeps_the_1x_extras() -> None:
                 assert requirement.specifier == stated_core_range(UPGRADE), f"{UPGRADE}[{extra}]: {requirement}"
     for extra in ("postgresql", "redis", "mongodb", "s3"):
         assert f"selinon-storage-{extra}" in {r.name for r in extras[extra]}
+
+
+def test_the_importlib_metadata_backport_is_a_dependency_only_before_python_3_12() -> None:
+    (backport,) = (Requirement(r) for r in project(CORE)["dependencies"] if r.startswith("importlib-metadata"))
+    assert backport.marker is not None
+    assert backport.marker.evaluate({"python_version": "3.11"}) and not backport.marker.evaluate(
+        {"python_version": "3.12"}
+    )
+    code = "import sys; from selinon import registry; registry.entries(); print('importlib_metadata' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == str(sys.version_info < (3, 12))

@@ -1,12 +1,14 @@
-"""The test kit's TCP proxy, against a real Redis (the machine's), since the adapters' fault tests rely on it."""
+"""The test kit's TCP proxy, against a real Redis (the machine's, or one the session starts), since the adapters'
+fault tests rely on it."""
 
 from __future__ import annotations
 
 import socket
+from urllib.parse import urlsplit
 
 import pytest
 
-from selinon.testing import TcpProxy, require_service
+from selinon.testing import TcpProxy, require_service, servers
 
 
 def ping(port: int, timeout: float = 3) -> bytes:
@@ -16,8 +18,10 @@ def ping(port: int, timeout: float = 3) -> bytes:
 
 
 def test_forwards_cuts_and_refuses() -> None:
-    require_service("Redis", "127.0.0.1", 6379, "start the machine's Redis")
-    with TcpProxy("127.0.0.1", 6379) as proxy:
+    parts = urlsplit(servers.provide("redis"))
+    host, port = parts.hostname or "127.0.0.1", parts.port or 6379
+    require_service("Redis", host, port, servers.how_to_start("redis"))
+    with TcpProxy(host, port) as proxy:
         assert ping(proxy.port) == b"+PONG\r\n"
         held = socket.create_connection(("127.0.0.1", proxy.port), timeout=3)
         held.sendall(b"PING\r\n")

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-import importlib_metadata
 import pytest
 from conftest import MakeDistribution, adapter_source
 
-from selinon import DataStorage, PluginError, hookimpl, plugins, registry
+from selinon import DataStorage, PluginError, hookimpl, installed, plugins, registry
 from selinon.config import load
 from selinon.pool import instantiate
 from selinon.storages.memory import InMemoryStorage
@@ -183,17 +184,43 @@ def test_explicit_import_errors(import_path: str, classname: str, expected: str)
 def test_installed_distributions_are_scanned_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Resolving thousands of storages must not rescan every installed distribution for each one."""
     scans = 0
-    real = importlib_metadata.entry_points
+    real = installed.entry_points
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         nonlocal scans
         scans += 1
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(importlib_metadata, "entry_points", counted)
+    monkeypatch.setattr(installed, "entry_points", counted)
     registry.rescan()
     path = tmp_path / "nodes.yaml"
     path.write_text("storages:\n" + "".join(f"  - {{name: S{i}, classname: InMemoryStorage}}\n" for i in range(500)))
     for storage in load(path).storages.values():
         instantiate(storage)
     assert scans == 1
+
+
+def test_an_import_module_in_the_current_directory_is_said_to_need_the_python_path(tmp_path: Path) -> None:
+    """The `selinon` script, unlike `python -m`, does not search the current directory."""
+    (tmp_path / "acme_here.py").write_text(adapter_source("Here"))
+    (tmp_path / "nodes.yaml").write_text(
+        "storages:\n  - {name: Here, import: acme_here}\n  - {name: Gone, classname: Here, import: acme_gone}\n"
+    )
+    selinon = str(Path(sys.executable).parent / "selinon")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    for storage, hint in [
+        ("Here", "'acme_here' is in the current directory, which the `selinon` command does not search: put it on "
+                 "the Python path (PYTHONPATH=. selinon ...), or install its package"),
+        ("Gone", "check `import:`, and install its package or put the directory holding it on the Python path "
+                 "(PYTHONPATH)"),
+    ]:  # fmt: skip
+        argv = [selinon, "storages", "check", "-c", "nodes.yaml", "--storage", storage]
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+        module = "acme_here" if storage == "Here" else "acme_gone"
+        expected = f"nodes.yaml: storage {storage!r}: cannot import {module!r}: No module named {module!r}; {hint}"
+        assert done.stderr == f"selinon: error: {expected}\n"
+    done = subprocess.run(
+        [selinon, "storages", "check", "-c", "nodes.yaml", "--storage", "Here"],
+        capture_output=True, text=True, cwd=tmp_path, env=env | {"PYTHONPATH": "."}, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr

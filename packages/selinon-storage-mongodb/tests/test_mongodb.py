@@ -5,7 +5,6 @@ test_reliability.py)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from conftest import MakeStorage, Server
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
@@ -207,26 +207,24 @@ def test_tls_with_ca_file(tmp_path: Path, new_collection: Any) -> None:
     from selinon.testing import ServerProcess
 
     require_secantus()
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make the test certificate")
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
     cert, key = tmp_path / "server.pem", tmp_path / "server.key"
-    made = subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-        capture_output=True,
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    issued.cert_chain_pems[0].write_to_path(str(cert))
+    issued.private_key_pem.write_to_path(str(key))
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
     argv = secantus_argv("--storage-path", ":memory:", "--tls-cert-file", str(cert), "--tls-key-file", str(key))
     with ServerProcess(argv, "SecantusDB with TLS", log=tmp_path / "tls.log") as tls_server:
         options = {"db_name": "selinon_test", "collection_name": new_collection(), "port": tls_server.port}
-        adapter = MongoDB(host="127.0.0.1", tls=True, tls_ca_file=str(cert), **options)
+        adapter = MongoDB(host="127.0.0.1", tls=True, tls_ca_file=str(ca_file), **options)
         adapter.connect()
         try:
             adapter.store(None, FLOW, TASK, task := tid(), "over TLS")
             assert adapter.retrieve(FLOW, TASK, task) == "over TLS"
         finally:
             adapter.disconnect()
-        with pytest.raises(StorageError, match="cannot connect"):  # no CA: the self-signed certificate is refused
+        with pytest.raises(StorageError, match="cannot connect"):  # no CA: the server's certificate is refused
             MongoDB(host="127.0.0.1", tls=True, connect_timeout=1, **options).connect()
 
 
@@ -600,3 +598,11 @@ def test_a_password_with_an_unescaped_at_is_refused_and_hidden(tmp_path: Path, o
         assert done.returncode == 2, done.stdout + done.stderr
         assert "Username and password must be escaped" in done.stderr
         assert secret not in done.stdout + done.stderr
+
+
+def test_plugins_show_gives_the_defaults_the_adapter_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    from selinon.cli import main
+
+    main(["plugins", "show", "MongoDB", "--json"])
+    defaults = {o["name"]: o["default"] for o in json.loads(capsys.readouterr().out)["options"]}
+    assert (defaults["host"], defaults["port"], defaults["auth_source"]) == ("localhost", 27017, "admin")

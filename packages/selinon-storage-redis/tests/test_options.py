@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -131,3 +132,12 @@ def test_secret_options_hide_password_and_url() -> None:
     masked = mask_configuration(configuration, Redis.secret_options)
     assert SECRET not in repr(masked)
     assert masked["host"] == "h"
+
+
+def test_plugins_show_gives_the_defaults_the_adapter_uses(capsys: pytest.CaptureFixture[str]) -> None:
+    from selinon.cli import main
+
+    main(["plugins", "show", "Redis", "--json"])
+    defaults = {o["name"]: o["default"] for o in json.loads(capsys.readouterr().out)["options"]}
+    assert (defaults["host"], defaults["port"], defaults["db"]) == ("localhost", 6379, 0)
+    assert Redis().endpoint == f"{defaults['host']}:{defaults['port']}"

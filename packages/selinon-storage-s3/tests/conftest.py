@@ -26,7 +26,7 @@ from selinon_storage_s3 import S3Storage, object_key
 
 from selinon import StoragePool, registry
 from selinon.testing import Backend, ServerProcess, require_service
-from selinon.testing.services import python_module_argv
+from selinon.testing.services import pytest_terminal_summary, python_module_argv  # noqa: F401 - the skip summary
 
 ENDPOINT_ENV = "SELINON_TEST_S3_ENDPOINT"
 

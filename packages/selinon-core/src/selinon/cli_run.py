@@ -208,13 +208,13 @@ def results_get(files: tuple[str, ...], task: str, task_id: str, flow: str) -> N
     _configure(files)
     try:
         result = StoragePool.retrieve(flow, task, task_id)
-    except SelinonMissingDataException as exc:
+    except SelinonMissingDataException:
         error = _error_record(flow, task, task_id)
         if error is not None:
             _json({"error": error})
             click.echo(f"selinon: task {task} ({task_id}) failed: {error.get('message', '')}", err=True)
         else:
-            click.echo(f"selinon: no result of task {task} with id {task_id}: {exc}", err=True)
+            click.echo(f"selinon: {_no_record(flow, task, task_id)}", err=True)
         sys.exit(EXIT_FAILED)
     finally:
         StoragePool.disconnect_all()
@@ -227,6 +227,18 @@ def results_get(files: tuple[str, ...], task: str, task_id: str, flow: str) -> N
         click.echo(f"selinon: cannot print the result of task {task} ({task_id}) as JSON: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def _no_record(flow: str, task: str, task_id: str) -> str:
+    """Where nothing was found, and what to check."""
+    from selinon.pool import StoragePool
+
+    storage = StoragePool.get_configuration().tasks[task].storage
+    in_flow = f" in flow {flow!r}" if flow else ""
+    return (
+        f"storage {storage!r} holds no record of task {task} with task id {task_id!r}{in_flow}; "
+        "check the id (`selinon run` prints each task's)"
+    )
 
 
 def _error_record(flow: str, task: str, task_id: str) -> dict[str, str] | None:
@@ -254,8 +266,8 @@ def results_delete(files: tuple[str, ...], task: str, task_id: str, flow: str) -
     _configure(files)
     try:
         StoragePool.delete(flow, task, task_id)
-    except SelinonMissingDataException as exc:
-        click.echo(f"selinon: no record of task {task} with id {task_id}: {exc}", err=True)
+    except SelinonMissingDataException:
+        click.echo(f"selinon: {_no_record(flow, task, task_id)}", err=True)
         sys.exit(EXIT_FAILED)
     finally:
         StoragePool.disconnect_all()

@@ -27,7 +27,13 @@ class TransientStorageError(StorageError):
 
 
 class PluginError(SelinonError):
-    """A storage plugin cannot be used: not installed, broken, ambiguous, or incompatible with this core."""
+    """A storage plugin cannot be used: not installed, broken, ambiguous, or incompatible with this core.
+
+    ``reason`` is the why alone, for reports that name the plugin and its state themselves."""
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
 
 
 class BrokenPluginError(PluginError):

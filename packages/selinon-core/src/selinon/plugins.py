@@ -14,10 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import importlib_metadata
 import pluggy
 
-from selinon import hookspecs
+from selinon import hookspecs, installed
 
 log = logging.getLogger("selinon.plugins")
 
@@ -40,7 +39,7 @@ def load_plugins() -> pluggy.PluginManager:
     global _loaded
     if not _loaded:
         _loaded = True
-        for entry_point in importlib_metadata.entry_points(group="selinon"):
+        for entry_point in installed.entry_points(group="selinon"):
             if pm.has_plugin(entry_point.name):
                 continue
             if entry_point.dist:

@@ -11,10 +11,10 @@ import re
 import sys
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import importlib_metadata
-
+from selinon import installed
 from selinon.errors import BrokenPluginError, PluginError
 from selinon.storage import DataStorage
 
@@ -70,18 +70,34 @@ class StorageEntry:
         origin = f"{self.classname} ({self.value}" + (f", from {self.distribution})" if self.distribution else ")")
         reason = self.incompatibility
         if reason:
-            raise BrokenPluginError(f"storage {origin} is incompatible: {reason}")
+            raise BrokenPluginError(f"storage {origin} is incompatible: {reason}", reason=reason)
         module_name, _, attr = self.value.partition(":")
         try:
             obj: Any = importlib.import_module(module_name)
             for part in attr.split("."):
                 obj = getattr(obj, part)
         except Exception as exc:
-            raise BrokenPluginError(f"storage {origin} is broken: {type(exc).__name__}: {exc}") from exc
+            reason = f"{type(exc).__name__}: {exc}"
+            if isinstance(exc, ModuleNotFoundError) and exc.name and exc.name.partition(".")[0] != module_name:
+                reason += f"; {self._install_hint(exc.name.partition('.')[0])}"
+            raise BrokenPluginError(f"storage {origin} is broken: {reason}", reason=reason) from exc
         if not (isinstance(obj, type) and issubclass(obj, DataStorage)):
-            raise BrokenPluginError(f"storage {origin} is broken: {self.value} is not a selinon.DataStorage subclass")
+            reason = f"{self.value} is not a selinon.DataStorage subclass"
+            raise BrokenPluginError(f"storage {origin} is broken: {reason}", reason=reason)
         self._class = obj
         return obj
+
+    def _install_hint(self, module: str) -> str:
+        """What to pip install for a module the adapter imports and cannot find: the requirement of its
+        distribution that the module is named after (``boto3``, ``SQLAlchemy``, ``psycopg[binary]``...)."""
+        if not self.distribution:
+            return f"install the package that provides {module!r}"
+        for line in installed.distribution(self.distribution).requires or ():
+            match = _REQUIREMENT.fullmatch(line)
+            if match and not match.group(4) and _normalise(match.group(1)) == _normalise(module):
+                wanted = "".join(part or "" for part in match.group(1, 2)) + _ordered(match.group(3).strip())
+                return f"{self.distribution} needs it: pip install '{wanted}'"
+        return f"{self.distribution} does not declare it: install the package that provides {module!r}"
 
 
 def core_version() -> str:
@@ -102,22 +118,32 @@ def _requires_core(requirements: list[str] | None) -> str | None:
     """
     for line in requirements or ():
         match = _REQUIREMENT.fullmatch(line)
-        if match is None or re.sub(r"[-_.]+", "-", match.group(1)).lower() != CORE_DISTRIBUTION:
+        if match is None or _normalise(match.group(1)) != CORE_DISTRIBUTION:
             continue
         if match.group(4) and "extra" in match.group(4):
             continue
-        return match.group(3).strip() or None
+        return _ordered(match.group(3).strip()) or None
     return None
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _ordered(specifiers: str) -> str:
+    """A version range as people write it, lower bound first (metadata lists ``<1,>=0.1``)."""
+    parts = [part.strip() for part in specifiers.split(",") if part.strip()]
+    return ",".join(sorted(parts, key=lambda part: (not part.startswith(">"), part.startswith("<"))))
 
 
 def _about(dist: Any) -> tuple[str, str, str | None]:
     """Name, version and ``selinon-core`` range of a distribution, from one read of its metadata (each property
     of a Distribution reads and parses the file again; start-up is in the benchmarks)."""
-    metadata = dist.metadata
-    name, version = metadata["Name"], metadata["Version"]
+    fields = dist.metadata
+    name, version = fields["Name"], fields["Version"]
     if name == CORE_DISTRIBUTION:
         return name, version, None
-    return name, version, _requires_core(metadata.get_all("Requires-Dist") or dist.requires)
+    return name, version, _requires_core(fields.get_all("Requires-Dist") or dist.requires)
 
 
 _scanned: tuple[tuple[StorageEntry, ...], bool] | None = None
@@ -128,15 +154,15 @@ def _installed() -> tuple[tuple[StorageEntry, ...], bool]:
     distributions per process (a scan costs 25-40 ms; a configuration may name thousands of storages)."""
     global _scanned
     if _scanned is None:
-        installed = importlib_metadata.entry_points()  # one scan for both groups
+        everything = installed.entry_points()  # one scan for both groups
         about: dict[Any, tuple[str | None, str | None, str | None]] = {None: (None, None, None)}
         found = []
-        for ep in installed.select(group=GROUP):
+        for ep in everything.select(group=GROUP):
             if ep.dist not in about:
                 about[ep.dist] = _about(ep.dist)
             distribution, version, requires_core = about[ep.dist]
             found.append(StorageEntry(ep.name, ep.value, distribution, version, requires_core=requires_core))
-        _scanned = (tuple(found), bool(installed.select(group="selinon")))
+        _scanned = (tuple(found), bool(everything.select(group="selinon")))
     return _scanned
 
 
@@ -177,7 +203,7 @@ def entries() -> list[StorageEntry]:
         for entry in found[before:]:
             entry.distribution, entry.version = dist or (None, None)
             if entry.distribution and entry.distribution != CORE_DISTRIBUTION:
-                entry.requires_core = _requires_core(importlib_metadata.distribution(entry.distribution).requires)
+                entry.requires_core = _requires_core(installed.distribution(entry.distribution).requires)
     return found
 
 
@@ -201,10 +227,31 @@ def find(classname: str) -> StorageEntry:
         raise PluginError(f"no installed distribution provides classname {classname!r}; install it: pip install {dist}")
     import difflib
 
-    known = sorted({e.classname for e in all_entries} | set(FIRST_PARTY))
-    close = difflib.get_close_matches(classname, known, n=3, cutoff=0.75)
-    hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else f"installed: {', '.join(known)}"
+    present = sorted({e.classname for e in all_entries})
+    by_lower = {name.lower(): name for name in [*FIRST_PARTY, *present]}  # installed ones win
+    close = [by_lower[n] for n in difflib.get_close_matches(classname.lower(), list(by_lower), n=3, cutoff=0.75)]
+
+    def named(name: str) -> str:
+        return repr(name) if name in present else f"{name!r} (not installed: pip install {FIRST_PARTY[name]})"
+
+    hint = (
+        f"did you mean {' or '.join(named(c) for c in close)}?"
+        if close
+        else f"installed: {', '.join(present) or 'none'}"
+    )
     raise PluginError(f"no installed distribution provides classname {classname!r}; {hint}")
+
+
+def _module_hint(import_path: str) -> str:
+    """How to make an ``import:`` module importable: the ``selinon`` script, unlike ``python -m``, does not look
+    in the current directory."""
+    top = import_path.partition(".")[0]
+    if Path(f"{top}.py").is_file() or Path(top, "__init__.py").is_file():
+        return (
+            f"{top!r} is in the current directory, which the `selinon` command does not search: put it on the "
+            "Python path (PYTHONPATH=. selinon ...), or install its package"
+        )
+    return "check `import:`, and install its package or put the directory holding it on the Python path (PYTHONPATH)"
 
 
 _warned: set[str] = set()
@@ -225,7 +272,7 @@ def resolve(classname: str, import_path: str | None = None) -> type[DataStorage]
             # The module is there, but something it imports is not: a broken adapter, not a wrong line.
             raise BrokenPluginError(f"cannot import {import_path!r}: {exc}; install what it needs") from exc
         if not (import_path.startswith("selinon.storages.") and exc.name == import_path):
-            raise PluginError(f"cannot import {import_path!r}: {exc}; check `import:` or install its package") from exc
+            raise PluginError(f"cannot import {import_path!r}: {exc}; {_module_hint(import_path)}") from exc
         return _legacy(classname, import_path)
     except Exception as exc:
         raise BrokenPluginError(f"cannot import {import_path!r}: {type(exc).__name__}: {exc}") from exc

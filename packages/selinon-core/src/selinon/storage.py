@@ -8,6 +8,7 @@ behind each method are in the adapter guide (packages/selinon-core/docs/adapters
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, ClassVar, TypeAlias
 
@@ -35,6 +36,10 @@ class DataStorage(abc.ABC):
     #: Option names whose values are secrets, beside those the core recognises by name (``password``,
     #: ``*secret*``, ``*token*``...). Their values are hidden from output, logs and error messages.
     secret_options: ClassVar[frozenset[str]] = frozenset()
+
+    #: What an option left out means, where its signature says ``None`` because the value depends on other
+    #: options (a ``url`` holds the host, say): ``selinon plugins show`` shows these as the defaults.
+    option_defaults: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: B027 - adapters define their own options
         pass

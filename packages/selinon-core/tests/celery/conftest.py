@@ -1,7 +1,7 @@
 """Real brokers and real `celery worker` processes for the Celery tests.
 
-Redis (127.0.0.1:6379) is the broker and the result backend; RabbitMQ (127.0.0.1:5672, guest/guest) is a second
-broker where a test asks for it. Every key and queue carries a prefix unique to the test session, so runs sharing
+Redis (127.0.0.1:6379, or one the session starts: selinon.testing.servers) is the broker and the result backend;
+RabbitMQ (127.0.0.1:5672, guest/guest) is a second broker where a test asks for it. Every key and queue carries a prefix unique to the test session, so runs sharing
 the servers never see each other's messages; nothing is flushed.
 """
 
@@ -17,11 +17,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from selinon import flows
-from selinon.testing import require_service
+from selinon.testing import require_service, servers
 from selinon.testing.services import in_ci
 
 try:
@@ -37,9 +38,9 @@ except ImportError as exc:
     pytest.skip(message, allow_module_level=True)
 
 HERE = Path(__file__).parent
-REDIS_PORT = int(os.environ.get("SELINON_TEST_REDIS_PORT", "6379"))
+REDIS_PORT = int(os.environ.get("SELINON_TEST_REDIS_PORT") or urlsplit(servers.provide("redis")).port or 6379)
 REDIS = f"redis://127.0.0.1:{REDIS_PORT}/0"
-POSTGRESQL = os.environ.get("SELINON_TEST_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRESQL = servers.provide("postgresql")
 RABBITMQ = os.environ.get("SELINON_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 READY_TIMEOUT = 90.0
 
@@ -52,8 +53,8 @@ def _require(what: str, url: str, how: str) -> None:
 @pytest.fixture(scope="session")
 def session_id(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A tag for this test session's queues, keys and table; what it named on the servers is removed at the end."""
-    _require("Redis", REDIS, "start the machine's Redis service")
-    _require("PostgreSQL", POSTGRESQL, "start the machine's PostgreSQL service")
+    _require("Redis", REDIS, servers.how_to_start("redis"))
+    _require("PostgreSQL", POSTGRESQL, servers.how_to_start("postgresql"))
     tag = f"selinon-celery-{uuid.uuid4().hex[:10]}"
     yield tag
     client = redis.Redis.from_url(REDIS)

@@ -55,9 +55,9 @@ def test_a_flow_completes_with_results_in_postgresql_and_redis(shared: Cluster, 
 
 def test_a_condition_branches_on_the_stored_parent_result(shared: Cluster, run_dir: Path) -> None:
     client = shared.client()
+    (run_dir / "a").mkdir(), (run_dir / "b").mkdir()  # before the flows start: their first task writes there
     express = client.run_flow("orderFlow", order(run_dir / "a", express=True))
     standard = client.run_flow("orderFlow", order(run_dir / "b", express=False))
-    (run_dir / "a").mkdir(), (run_dir / "b").mkdir()
     express_report = client.wait(express, timeout=TIMEOUT)
     standard_report = client.wait(standard, timeout=TIMEOUT)
     assert {t["task"] for t in express_report.tasks} == {"Order", "Reserve", "Express", "Confirm", "Audit"}

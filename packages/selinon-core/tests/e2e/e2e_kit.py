@@ -19,13 +19,13 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 import pytest
 
 from selinon import hookimpl, plugins
-from selinon.testing import TcpProxy
+from selinon.testing import TcpProxy, servers
 from selinon.testing.services import in_ci
 
 ADAPTERS = ["postgresql", "redis", "mongodb", "s3"]
 
-POSTGRESQL_URL = os.environ.get("SELINON_TEST_POSTGRESQL_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("SELINON_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRESQL_URL = servers.provide("postgresql")
+REDIS_URL = servers.provide("redis")
 MONGODB_URI_ENV = "SELINON_TEST_MONGODB_URI"
 MONGODB_DB = os.environ.get("SELINON_TEST_MONGODB_DB", "selinon_test")
 S3_ENDPOINT_ENV = "SELINON_TEST_S3_ENDPOINT"

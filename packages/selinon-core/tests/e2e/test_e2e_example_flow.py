@@ -99,5 +99,5 @@ def test_the_example_flow(capsys: pytest.CaptureFixture[str], nodes: Path, backe
     code, _, err = cli(capsys, "results", "delete", "-c", str(nodes), "StandardShipping", shipping)
     assert code == 0, err
     code, _, err = cli(capsys, "results", "get", "-c", str(nodes), "StandardShipping", shipping)
-    assert code == 1 and "no result" in err
+    assert code == 1 and f"storage 'Orders' holds no record of task StandardShipping with task id {shipping!r}" in err
     assert shipping not in backend.records()

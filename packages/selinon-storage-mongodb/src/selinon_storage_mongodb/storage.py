@@ -6,7 +6,7 @@ import datetime
 import json
 import re
 import threading
-from typing import Any
+from typing import Any, ClassVar
 
 from bson.int64 import Int64
 from pymongo import ASCENDING, MongoClient, uri_parser
@@ -181,6 +181,8 @@ class MongoDB(DataStorage):
     thread_safe = True
     transient_errors = (ConnectionError, TimeoutError, AutoReconnect)
     secret_options = frozenset({"uri", "password"})
+    #: What `selinon plugins show` gives as the defaults of options left out (unless `uri` says otherwise).
+    option_defaults: ClassVar[dict[str, Any]] = {"host": "localhost", "port": DEFAULT_PORT, "auth_source": "admin"}
 
     def __init__(
         self,

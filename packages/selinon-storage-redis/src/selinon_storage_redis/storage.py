@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import json
 import threading
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
@@ -58,6 +58,8 @@ class Redis(DataStorage):
         TimeoutError,
     )
     secret_options = frozenset({"password", "url"})
+    #: What `selinon plugins show` gives as the defaults of options left out (unless `url` says otherwise).
+    option_defaults: ClassVar[dict[str, Any]] = {"host": DEFAULT_HOST, "port": DEFAULT_PORT, "db": 0}
 
     def __init__(
         self,

@@ -91,7 +91,7 @@ class Filesystem(DataStorage):
         try:
             (self.path / file_name(task_id)).unlink()
         except FileNotFoundError:
-            raise SelinonMissingDataException(f"no record for task {task_id!r}") from None
+            raise SelinonMissingDataException(f"no record for task id {task_id!r}") from None
 
     def _write(self, task_id: str, record: dict[str, Any]) -> str:
         data = json.dumps(record, ensure_ascii=False, allow_nan=False).encode(
@@ -114,4 +114,4 @@ class Filesystem(DataStorage):
                 record: dict[str, Any] = json.load(handle)
                 return record
         except FileNotFoundError:
-            raise SelinonMissingDataException(f"no record for task {task_id!r}") from None
+            raise SelinonMissingDataException(f"no record for task id {task_id!r}") from None

@@ -57,7 +57,7 @@ class InMemoryStorage(DataStorage):
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         with self._lock:
             if self._records.pop(task_id, None) is None:
-                raise SelinonMissingDataException(f"no record for task {task_id!r}")
+                raise SelinonMissingDataException(f"no record for task id {task_id!r}")
 
     def store_error(self, node_args: Any, flow_name: str, task_name: str, task_id: str, exc_info: ExcInfo) -> str:
         record = {
@@ -80,5 +80,5 @@ class InMemoryStorage(DataStorage):
         with self._lock:
             record = self._records.get(task_id)
         if record is None:
-            raise SelinonMissingDataException(f"no record for task {task_id!r}")
+            raise SelinonMissingDataException(f"no record for task id {task_id!r}")
         return record

