@@ -202,6 +202,7 @@ def test_connect_timeout_bounds_a_server_that_never_answers(scheme: str, where: 
     """A server that accepts TCP connections but never speaks: connect gives up after connect_timeout (run in a
     thread, so that a connect that would wait forever fails the test instead of hanging it)."""
     storage = SqlStorage(connection_string=f"{scheme}://root@127.0.0.1:{silent_port}/test", connect_timeout=2)
+    engine_for(f"{scheme}://root@127.0.0.1:{silent_port}/test").dispose()  # the driver imported before the clock
     raised: list[BaseException] = []
 
     def connect() -> None:
@@ -218,7 +219,7 @@ def test_connect_timeout_bounds_a_server_that_never_answers(scheme: str, where: 
     assert not connecting.is_alive(), "connect() was still waiting after 10 s"
     assert len(raised) == 1 and isinstance(raised[0], StorageError), raised
     assert str(raised[0]).startswith(f"cannot connect to {where} at 127.0.0.1:{silent_port}/test: ")
-    assert 1.5 < elapsed < 3.5, f"connect() took {elapsed:.1f}s with connect_timeout 2"
+    assert 1.5 < elapsed < 4.0, f"connect() took {elapsed:.1f}s with connect_timeout 2"  # 2 s of slack: a busy machine
     assert not storage.is_connected()
 
 
