@@ -143,8 +143,7 @@ def test_secret_never_shown_by_the_pool_or_the_command_line(tmp_path: Path, capl
 
 def _connection_id(adapter: Redis) -> int:
     """The server's CLIENT ID of a connection from this adapter's pool."""
-    assert adapter._client is not None
-    return int(adapter._client.client_id())
+    return int(adapter._connected().execute("CLIENT", "ID"))
 
 
 def _store_in_child(task_ids: list[str]) -> None:
@@ -152,9 +151,9 @@ def _store_in_child(task_ids: list[str]) -> None:
         StoragePool.set(None, FLOW, "MyTask", task_id, {"child": os.getpid()})
     # What the child used: its own adapter and connection pool, never the parent's left behind by the fork.
     adapter = StoragePool.get_connected_storage("MyRedisStorage")
-    assert isinstance(adapter, Redis) and adapter._client is not None
+    assert isinstance(adapter, Redis) and adapter._connections is not None
     parents = [slot.adapter for slot in StoragePool._abandoned]
-    assert parents and all(adapter is not p and p._client is not adapter._client for p in parents)  # type: ignore[attr-defined]
+    assert parents and all(adapter is not p and p._connections is not adapter._connections for p in parents)  # type: ignore[attr-defined]
     used = {"pid": os.getpid(), "connection": _connection_id(adapter)}
     StoragePool.set(None, FLOW, "MyTask", task_ids[0] + "-who", used)
 
