@@ -123,13 +123,27 @@ def celery(session: nox.Session) -> None:
     session.run("pytest", f"{CORE}/tests/celery", "-m", "celery", *session.posargs)
 
 
+# Selinon 1.4.0 with the drivers it runs on: the peer the benchmarks compare against (its adapters and flows).
+SELINON_1 = [
+    "selinon==1.4.0", "celery>=5.3,<6", "redis<5", "sqlalchemy<2", "sqlalchemy-utils", "psycopg2-binary",
+    "pymongo>=3.7,<4", "boto3>=1.9,<2",
+]  # fmt: skip
+
+
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks: one table of ratios, each measured side by side in this run (`-- --json`, `-- --quick`)."""
     session.install(
         *[arg for p in PACKAGES for arg in ("-e", p)], "secantusdb==0.7.0b3", "moto[server]>=5,<6", "pytest", "uv"
     )
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    # Beside this session's environment: Selinon 1.4.0 cannot share one with selinon-core (both are `selinon`).
+    selinon1 = Path(session.virtualenv.location).with_name("bench-selinon-1.4")
+    python = str(selinon1 / "bin" / "python")
+    session.run(
+        "uv", "venv", "--quiet", "--allow-existing", "--python", str(Path(session.bin) / "python"), str(selinon1)
+    )
+    session.run("uv", "pip", "install", "--quiet", "--python", python, *SELINON_1)
+    session.run("python", "benchmarks/run.py", "--selinon1", python, *session.posargs)
 
 
 @nox.session

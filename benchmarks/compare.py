@@ -6,11 +6,15 @@ expose both workloads to the same drift, and the median of per-round ratios disc
 
 from __future__ import annotations
 
+import json
 import statistics
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -23,9 +27,56 @@ class Comparison:
     target: str
     met: bool
     note: str = ""
+    ratios: tuple[float, ...] = ()  # every round's ratio, in the order measured: their spread shows the noise
+
+    @property
+    def spread(self) -> str:
+        return f"{min(self.ratios):.2f}-{max(self.ratios):.2f}" if self.ratios else "-"
 
     def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "ratios": list(self.ratios)}
+
+
+class Worker:
+    """benchmarks/peer.py in its own process, on the interpreter of some environment, driven over a pipe.
+
+    It takes part in compare_rates() like an in-process workload: each round is one `measure` request.
+    """
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+        self.process = subprocess.Popen(
+            [python, str(Path(__file__).with_name("peer.py"))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def request(self, op: str, **arguments: Any) -> dict[str, Any]:
+        assert self.process.stdin and self.process.stdout
+        self.process.stdin.write(json.dumps({"op": op, **arguments}) + "\n")
+        self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the worker on {self.python} exited ({self.process.wait()})")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(answer["error"])
+        return answer
+
+    def measure(self, seconds: float) -> float:
+        return float(self.request("measure", seconds=seconds)["rate"])
+
+    def __call__(self, n: int) -> None:
+        """compare_rates() warms every workload up with one call: a short measurement does it."""
+        self.measure(0.05)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            try:
+                self.request("close")
+            finally:
+                assert self.process.stdin
+                self.process.stdin.close()
+                self.process.wait(30)
 
 
 def rate(work: Callable[[int], None], seconds: float) -> float:
@@ -65,13 +116,15 @@ def compare_rates(
     baseline: Callable[[int], None] | list[Callable[[int], None]],
     rounds: int,
     seconds: float,
-) -> tuple[float, float, float]:
-    """Median rate of each and the median of per-round ratios (ours / baseline); higher is better.
+) -> tuple[float, float, float, tuple[float, ...]]:
+    """Median rate of each, the median of per-round ratios (ours / baseline; higher is better) and those ratios.
 
     A list of workloads runs as that many threads, each with its own workload.
     """
 
     def measure(work: Callable[[int], None] | list[Callable[[int], None]]) -> float:
+        if isinstance(work, Worker):
+            return work.measure(seconds)
         return threaded_rate(work, seconds) if isinstance(work, list) else rate(work, seconds)
 
     for work in (ours, baseline):  # warm up connections and caches
@@ -86,15 +139,23 @@ def compare_rates(
             a = measure(ours)
             b = measure(baseline)
         pairs.append((a, b))
+    return _summary(pairs)
+
+
+def _summary(pairs: list[tuple[float, float]]) -> tuple[float, float, float, tuple[float, ...]]:
+    ratios = tuple(a / b for a, b in pairs)
     return (
         statistics.median(a for a, _ in pairs),
         statistics.median(b for _, b in pairs),
-        statistics.median(a / b for a, b in pairs),
+        statistics.median(ratios),
+        ratios,
     )
 
 
-def compare_times(ours: Callable[[], None], baseline: Callable[[], None], rounds: int) -> tuple[float, float, float]:
-    """Median wall time of each and the median of per-round ratios (ours / baseline); lower is better."""
+def compare_times(
+    ours: Callable[[], None], baseline: Callable[[], None], rounds: int
+) -> tuple[float, float, float, tuple[float, ...]]:
+    """Median wall time of each, the median of per-round ratios (ours / baseline; lower is better) and those."""
     ours(), baseline()
     pairs = []
     for round_ in range(rounds):
@@ -105,8 +166,4 @@ def compare_times(ours: Callable[[], None], baseline: Callable[[], None], rounds
             work()
             times[index] = time.perf_counter() - start
         pairs.append((times[0], times[1]))
-    return (
-        statistics.median(a for a, _ in pairs),
-        statistics.median(b for _, b in pairs),
-        statistics.median(a / b for a, b in pairs),
-    )
+    return _summary(pairs)

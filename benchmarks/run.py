@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from adapters import BACKENDS, overhead, scaling
+from adapters import BACKENDS, overhead, scaling, versus_selinon1
 from compare import Comparison
 from startup import discovery_at_scale, startup
 
@@ -85,13 +85,19 @@ def main() -> int:
         "--only",
         action="append",
         default=[],
-        help="run only these parts: overhead, scaling, payload, startup, discovery",
+        help="run only these parts: selinon1, overhead, scaling, payload, startup, discovery",
+    )
+    parser.add_argument(
+        "--selinon1",
+        metavar="PYTHON",
+        default=os.environ.get("SELINON_BENCH_SELINON1_PYTHON"),
+        help="the interpreter of an environment holding selinon==1.4.0 and its drivers (nox -s bench makes one)",
     )
     args = parser.parse_args()
     # Every row gets the same number of rounds: with three, single rows of a noisy server or of many threads
     # landed anywhere between 0.8 and 1.2 from one run to the next.
     rounds, seconds = (3, 0.3) if args.quick else (7, 1.0)
-    parts = set(args.only) or {"overhead", "scaling", "payload", "startup", "discovery"}
+    parts = set(args.only) or {"selinon1", "overhead", "scaling", "payload", "startup", "discovery"}
     results: list[Comparison] = []
 
     def measure(name: str, run: Callable[..., Comparison], *args: Any) -> None:
@@ -125,8 +131,11 @@ def main() -> int:
         for name, make in BACKENDS.items():
             backend = make(where)
             try:
+                if "selinon1" in parts:
+                    measure(f"{name}: Selinon 1.4.0", versus_selinon1, backend, args.selinon1, rounds, seconds)
                 if "overhead" in parts:
-                    measure(f"{name}: overhead", overhead, backend, rounds, seconds)
+                    for baseline in ("simplest", "mirrored"):
+                        measure(f"{name}: overhead", overhead, backend, rounds, seconds, 1024, baseline)
                 if "scaling" in parts:
                     pool = configure_pool(backend.classname, backend.configuration)
                     for threads in (1, 2, 4, 8):
@@ -142,11 +151,8 @@ def main() -> int:
                     pool.disconnect_all()
                 # Largest payloads last: a server that fails under them must not spoil the other measurements.
                 if "payload" in parts:
-                    for size in (100 * 1024, 5 * 1024 * 1024):
-                        measure(
-                            f"{name}: payload {size // 1024} KB", overhead,
-                            backend, rounds, seconds * (2 if size > 1 << 20 else 1), size,
-                        )  # fmt: skip
+                    measure(f"{name}: payload 100 KB", overhead, backend, rounds, seconds, 100 * 1024, "simplest")
+                    measure(f"{name}: payload 5 MB", overhead, backend, rounds, seconds * 2, 5 << 20, "mirrored")
             finally:
                 backend.cleanup(backend.configuration)
     if "startup" in parts:
