@@ -1,7 +1,9 @@
 """Side-by-side measurement: two workloads run in alternating rounds, and only their ratio is reported.
 
 On a shared, noisy machine absolute rates drift from one minute to the next; alternating rounds (A, B, A, B...)
-expose both workloads to the same drift, and the median of per-round ratios discards the outliers.
+expose both workloads to the same drift, and the median of per-round ratios discards the outliers. Within a
+round, single-threaded workloads alternate again in slices of 50 ms (A B B A ...): a database whose disk is
+busy with other people's work for a second slows both sides, not the one whose turn it was.
 """
 
 from __future__ import annotations
@@ -62,12 +64,13 @@ class Worker:
             raise RuntimeError(answer["error"])
         return answer
 
-    def measure(self, seconds: float) -> float:
-        return float(self.request("measure", seconds=seconds)["rate"])
+    def timed(self, seconds: float) -> tuple[int, float]:
+        answer = self.request("measure", seconds=seconds)
+        return int(answer["operations"]), float(answer["elapsed"])
 
     def __call__(self, n: int) -> None:
         """compare_rates() warms every workload up with one call: a short measurement does it."""
-        self.measure(0.05)
+        self.timed(0.05)
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -79,8 +82,14 @@ class Worker:
                 self.process.wait(30)
 
 
-def rate(work: Callable[[int], None], seconds: float) -> float:
-    """Operations per second of ``work(n)`` (which performs n operations), run for about ``seconds``."""
+#: Within a round, single-threaded workloads take turns of this many seconds.
+SLICE = 0.05
+
+
+def timed(work: Callable[[int], None], seconds: float) -> tuple[int, float]:
+    """Operations done by ``work(n)`` (which performs n operations) run for about ``seconds``, and the time taken."""
+    if isinstance(work, Worker):
+        return work.timed(seconds)
     n, start = 0, time.perf_counter()
     batch = 1
     while True:
@@ -88,8 +97,26 @@ def rate(work: Callable[[int], None], seconds: float) -> float:
         n += batch
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
-            return n / elapsed
+            return n, elapsed
         batch = min(batch * 2, 256)
+
+
+def rate(work: Callable[[int], None], seconds: float) -> float:
+    """Operations per second of ``work(n)`` run for about ``seconds``."""
+    n, elapsed = timed(work, seconds)
+    return n / elapsed
+
+
+def sliced_rates(works: tuple[Callable[[int], None], Callable[[int], None]], seconds: float, first: int) -> list[float]:
+    """The rates of two workloads that take turns in slices for about ``seconds`` each, ``first`` starting."""
+    done = [[0, 0.0], [0, 0.0]]
+    slices = max(1, round(seconds / SLICE))
+    for turn in range(slices):
+        for index in (first, 1 - first) if turn % 2 == 0 else (1 - first, first):
+            n, elapsed = timed(works[index], seconds / slices)
+            done[index][0] += n
+            done[index][1] += elapsed
+    return [n / elapsed for n, elapsed in done]
 
 
 def threaded_rate(works: list[Callable[[int], None]], seconds: float) -> float:
@@ -122,23 +149,20 @@ def compare_rates(
     A list of workloads runs as that many threads, each with its own workload.
     """
 
-    def measure(work: Callable[[int], None] | list[Callable[[int], None]]) -> float:
-        if isinstance(work, Worker):
-            return work.measure(seconds)
-        return threaded_rate(work, seconds) if isinstance(work, list) else rate(work, seconds)
-
     for work in (ours, baseline):  # warm up connections and caches
         for one in work if isinstance(work, list) else [work]:
             one(1)
     pairs = []
     for round_ in range(rounds):
-        if round_ % 2:  # alternate which goes first, so neither always runs on a warmer machine
-            b = measure(baseline)
-            a = measure(ours)
+        first = round_ % 2  # alternate which goes first, so neither always runs on a warmer machine
+        if isinstance(ours, list) or isinstance(baseline, list):
+            rates = [0.0, 0.0]
+            for index in (first, 1 - first):
+                work = (ours, baseline)[index]
+                rates[index] = threaded_rate(work, seconds) if isinstance(work, list) else rate(work, seconds)
         else:
-            a = measure(ours)
-            b = measure(baseline)
-        pairs.append((a, b))
+            rates = sliced_rates((ours, baseline), seconds, first)
+        pairs.append((rates[0], rates[1]))
     return _summary(pairs)
 
 

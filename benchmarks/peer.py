@@ -5,7 +5,8 @@ on, so both sides of a comparison do the same work in the same kind of process; 
 It needs nothing beyond the standard library and the Selinon it imports.
 
 Requests: {"op": "adapter", "classname", "configuration", "size", "label"} builds and connects an adapter;
-{"op": "measure", "seconds"} runs store+retrieve pairs for that long and answers {"rate"}; {"op": "close"}.
+{"op": "measure", "seconds"} runs store+retrieve pairs for that long and answers {"operations", "elapsed"};
+{"op": "close"}.
 Each pair stores under a task id never used before: Selinon 1.4's SQL and MongoDB adapters insert, and
 cannot store a task id twice.
 """
@@ -77,7 +78,7 @@ class Worker:
             n += batch
             elapsed = time.perf_counter() - start
             if elapsed >= seconds:
-                return {"rate": n / elapsed}
+                return {"operations": n, "elapsed": elapsed}
             batch = min(batch * 2, 256)
 
     def close_op(self) -> dict[str, Any]:
