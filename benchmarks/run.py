@@ -20,6 +20,7 @@ from typing import Any
 
 from adapters import BACKENDS, overhead, scaling, versus_selinon1
 from compare import Comparison
+from sql_layout import layout_costs
 from startup import discovery_at_scale, startup
 
 ROOT = Path(__file__).parents[1]
@@ -85,7 +86,7 @@ def main() -> int:
         "--only",
         action="append",
         default=[],
-        help="run only these parts: selinon1, overhead, scaling, payload, startup, discovery",
+        help="run only these parts: selinon1, overhead, scaling, payload, layout, startup, discovery",
     )
     parser.add_argument(
         "--selinon1",
@@ -97,7 +98,7 @@ def main() -> int:
     # Every row gets the same number of rounds: with three, single rows of a noisy server or of many threads
     # landed anywhere between 0.8 and 1.2 from one run to the next.
     rounds, seconds = (3, 0.3) if args.quick else (7, 1.0)
-    parts = set(args.only) or {"selinon1", "overhead", "scaling", "payload", "startup", "discovery"}
+    parts = set(args.only) or {"selinon1", "overhead", "scaling", "payload", "layout", "startup", "discovery"}
     results: list[Comparison] = []
 
     def measure(name: str, run: Callable[..., Comparison], *args: Any) -> None:
@@ -155,6 +156,13 @@ def main() -> int:
                     measure(f"{name}: payload 5 MB", overhead, backend, rounds, seconds * 2, 5 << 20, "mirrored")
             finally:
                 backend.cleanup(backend.configuration)
+        if "layout" in parts:
+            try:
+                layout_costs(where["postgresql"], rounds, seconds, report)
+            except Exception as exc:
+                report(
+                    Comparison("PostgreSQL layout", math.nan, math.nan, math.nan, "", "-", False, f"failed: {exc!r}")
+                )
     if "startup" in parts:
         report(startup(sys.executable, rounds * 3))
     if "discovery" in parts:
@@ -180,7 +188,7 @@ def table(results: list[Comparison]) -> str:
                 r.unit,
                 f"{r.ratio:.2f}",
                 r.target,
-                "yes" if r.met else "NO",
+                "-" if r.target == "info" else "yes" if r.met else "NO",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
