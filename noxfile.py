@@ -134,8 +134,9 @@ SELINON_1 = [
 def bench(session: nox.Session) -> None:
     """Benchmarks: one table of ratios, each measured side by side in this run (`-- --json`, `-- --quick`)."""
     session.install(
-        *[arg for p in PACKAGES for arg in ("-e", p)], "secantusdb==0.7.0b3", "moto[server]>=5,<6", "pytest", "uv"
-    )
+        *[arg for p in PACKAGES for arg in ("-e", p)], "secantusdb==0.7.0b3", "moto[server]>=5,<6", "pytest", "uv",
+        "celery[redis]>=5.3,<6",
+    )  # fmt: skip
     # Beside this session's environment: Selinon 1.4.0 cannot share one with selinon-core (both are `selinon`).
     selinon1 = Path(session.virtualenv.location).with_name("bench-selinon-1.4")
     python = str(selinon1 / "bin" / "python")

@@ -20,6 +20,7 @@ from typing import Any
 
 from adapters import BACKENDS, overhead, scaling, versus_selinon1
 from compare import Comparison
+from flows import celery_throughput, local_executor
 from sql_layout import layout_costs
 from startup import discovery_at_scale, startup
 
@@ -86,7 +87,7 @@ def main() -> int:
         "--only",
         action="append",
         default=[],
-        help="run only these parts: selinon1, overhead, scaling, payload, layout, startup, discovery",
+        help="run only these parts: selinon1, overhead, scaling, payload, layout, flows, celery, startup, discovery",
     )
     parser.add_argument(
         "--selinon1",
@@ -98,7 +99,9 @@ def main() -> int:
     # Every row gets the same number of rounds: with three, single rows of a noisy server or of many threads
     # landed anywhere between 0.8 and 1.2 from one run to the next.
     rounds, seconds = (3, 0.3) if args.quick else (7, 1.0)
-    parts = set(args.only) or {"selinon1", "overhead", "scaling", "payload", "layout", "startup", "discovery"}
+    parts = set(args.only) or {
+        "selinon1", "overhead", "scaling", "payload", "layout", "flows", "celery", "startup", "discovery"
+    }  # fmt: skip
     results: list[Comparison] = []
 
     def measure(name: str, run: Callable[..., Comparison], *args: Any) -> None:
@@ -163,6 +166,15 @@ def main() -> int:
                 report(
                     Comparison("PostgreSQL layout", math.nan, math.nan, math.nan, "", "-", False, f"failed: {exc!r}")
                 )
+        if "celery" in parts:
+            try:
+                for comparison in celery_throughput(sys.executable, where["redis"], 10, 10, rounds):
+                    report(comparison)
+            except Exception as exc:
+                report(Comparison("Celery", math.nan, math.nan, math.nan, "", "-", False, f"failed: {exc!r}"))
+    if "flows" in parts:
+        for flow, size in (("chain", 200), ("fanout", 200)):
+            measure(f"local executor: {flow}", local_executor, sys.executable, args.selinon1, flow, size, rounds)
     if "startup" in parts:
         report(startup(sys.executable, rounds * 3))
     if "discovery" in parts:
@@ -188,7 +200,7 @@ def table(results: list[Comparison]) -> str:
                 r.unit,
                 f"{r.ratio:.2f}",
                 r.target,
-                "-" if r.target == "info" else "yes" if r.met else "NO",
+                "-" if r.target in ("info", "-") else "yes" if r.met else "NO",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
