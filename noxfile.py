@@ -125,8 +125,9 @@ def celery(session: nox.Session) -> None:
 
 # Selinon 1.4.0 with the drivers it runs on: the peer the benchmarks compare against (its adapters and flows).
 SELINON_1 = [
-    "selinon==1.4.0", "celery>=5.3,<6", "redis<5", "sqlalchemy<2", "sqlalchemy-utils", "psycopg2-binary",
-    "pymongo>=3.7,<4", "boto3>=1.9,<2",
+    # kombu 5.4 and later need redis-py 6.1 or later for a Redis broker; Selinon 1.4's storage wants redis-py 4.
+    "selinon==1.4.0", "celery>=5.3,<5.4", "kombu>=5.3,<5.4", "redis<5", "sqlalchemy<2", "sqlalchemy-utils",
+    "psycopg2-binary", "pymongo>=3.7,<4", "boto3>=1.9,<2", "packaging",
 ]  # fmt: skip
 
 

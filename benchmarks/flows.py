@@ -7,12 +7,12 @@ tasks do nothing and store nothing, so what is measured is the dispatching.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -130,56 +130,77 @@ class _Workers:
                 process.wait()
 
 
-def celery_throughput(python: str, redis: str, size: int, flows_per_round: int, rounds: int) -> list[Comparison]:
-    """Flows per second and dispatcher passes per flow, on 3 Celery workers (Redis as broker and backend), for
-    ``flows_per_round`` flows started at once, of each shape."""
-    import importlib
+def _celery_round(python: str, env: dict[str, str], flow: str, count: int) -> tuple[float, list[int]]:
+    """One round: ``count`` flows started at once by a bench_celery_client.py process; its time and passes."""
+    done = subprocess.run(
+        [python, str(Path(__file__).with_name("bench_celery_client.py")), flow, str(count)],
+        env=env, capture_output=True, text=True, check=True, timeout=900,
+    )  # fmt: skip
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    if answer["failed"]:
+        raise RuntimeError(f"flows of {flow} did not succeed: {answer['failed'][:3]}")
+    return count / answer["elapsed"], answer["passes"]
 
+
+def celery_throughput(
+    python: str, selinon1: str | None, redis: str, size: int, count: int, rounds: int
+) -> list[Comparison]:
+    """Flows per second and dispatcher passes per flow on 3 Celery workers (Redis as broker and backend), ``count``
+    flows of each shape started at once; against the same flows on 3 workers of Selinon 1.4.0, rounds alternated."""
     host, _, port = redis.partition(":")
     prefix = f"selinon-bench-{uuid.uuid4().hex[:8]}:"
     results: list[Comparison] = []
     with tempfile.TemporaryDirectory(prefix="selinon-bench-celery-") as tmp:
         directory = Path(tmp)
         write_flows(directory, size)
-        settings = {
-            "SELINON_BENCH_PREFIX": prefix,
-            "SELINON_BENCH_BROKER": f"redis://{host}:{port}/0",
-            "SELINON_BENCH_QUEUE": f"{prefix}queue",
-            "SELINON_CONFIG": os.pathsep.join(str(directory / f) for f in ("nodes.yaml", "flows.yaml")),
-        }
-        env = {**os.environ, **settings, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(directory)])}
-        os.environ.update(settings)
-        sys.path[:0] = [str(directory)]
-        app_module = importlib.import_module("bench_celery_app")
-        client = app_module.flows
-        workers = _Workers(python, 3, env, directory)
+        sides = {"ours": python} | ({"selinon1": selinon1} if selinon1 else {})
+        envs, workers = {}, {}
         try:
+            for side, interpreter in sides.items():
+                (directory / side).mkdir()
+                envs[side] = {
+                    **os.environ,
+                    "SELINON_BENCH_PREFIX": f"{prefix}{side}:",
+                    "SELINON_BENCH_BROKER": f"redis://{host}:{port}/0",
+                    "SELINON_BENCH_QUEUE": f"{prefix}{side}:queue",
+                    "SELINON_CONFIG": os.pathsep.join(str(directory / f) for f in ("nodes.yaml", "flows.yaml")),
+                    "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), str(directory)]),
+                }
+                workers[side] = _Workers(interpreter, 3, envs[side], directory / side)
             for flow in ("chain", "fanout"):
-                rates, passes = [], []
-                client.wait(client.run_flow(flow), timeout=300)  # warm up the workers
-                for _ in range(rounds):
-                    start = time.perf_counter()
-                    ids = [client.run_flow(flow) for _ in range(flows_per_round)]
-                    for flow_id in ids:
-                        report = client.wait(flow_id, timeout=600, interval=0.05)
-                        if report.state != "succeeded":
-                            raise RuntimeError(f"flow {flow} {flow_id} {report.state}: {report.error}")
-                    rates.append(flows_per_round / (time.perf_counter() - start))
-                    passes.extend(client.app.AsyncResult(i).info["pass"] + 1 for i in ids)
-                shape = f"{flow} of {size} tasks, {flows_per_round} at once, 3 workers"
-                why = "not compared: Selinon 1.4.0 on Celery is not measured here (see the README)"
+                for side in sides:  # warm up the workers
+                    _celery_round(sides[side], envs[side], flow, 1)
+                rates: dict[str, list[float]] = {side: [] for side in sides}
+                passes: dict[str, list[int]] = {side: [] for side in sides}
+                for round_ in range(rounds):
+                    for side in list(sides)[:: -1 if round_ % 2 else 1]:
+                        rate, counted = _celery_round(sides[side], envs[side], flow, count)
+                        rates[side].append(rate)
+                        passes[side].extend(counted)
+                shape = f"{flow} of {size} tasks, {count} flows at once, 3 workers"
+                ours = statistics.median(rates["ours"])
+                if "selinon1" in sides:
+                    ratios = tuple(a / b for a, b in zip(rates["ours"], rates["selinon1"], strict=True))
+                    ratio = statistics.median(ratios)
+                    results.append(
+                        Comparison(f"Celery: {shape}, vs Selinon 1.4.0", ours, statistics.median(rates["selinon1"]),
+                                   ratio, "flows/s", ">= 1.00", ratio >= 1.0, ratios=ratios)
+                    )  # fmt: skip
+                else:
+                    results.append(
+                        Comparison(f"Celery: {shape}", ours, math.nan, math.nan, "flows/s", "-", True,
+                                   "not compared: no Selinon 1.4.0 environment (--selinon1)")
+                    )  # fmt: skip
+                theirs = statistics.mean(passes["selinon1"]) if "selinon1" in sides else math.nan
+                mine = statistics.mean(passes["ours"])
                 results.append(
-                    Comparison(f"Celery: {shape}", statistics.median(rates), math.nan, math.nan, "flows/s", "-", True,
-                               why, ratios=tuple(r / statistics.median(rates) for r in rates))
-                )  # fmt: skip
-                results.append(
-                    Comparison(f"Celery: dispatcher passes per flow, {flow}", statistics.mean(passes), math.nan,
-                               math.nan, "passes", "-", True, f"{min(passes)}-{max(passes)} passes per flow")
+                    Comparison(f"Celery: dispatcher passes per flow, {flow}, vs Selinon 1.4.0", mine, theirs,
+                               mine / theirs, "passes", "info", True,
+                               f"ours {min(passes['ours'])}-{max(passes['ours'])} per flow")
                 )  # fmt: skip
         finally:
-            workers.stop()
-            sys.path.remove(str(directory))
-            sys.modules.pop("bench_celery_app", None)
+            for started in workers.values():
+                started.stop()
             import redis as redis_client
 
             connection = redis_client.Redis(host=host, port=int(port))

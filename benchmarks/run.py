@@ -168,7 +168,7 @@ def main() -> int:
                 )
         if "celery" in parts:
             try:
-                for comparison in celery_throughput(sys.executable, where["redis"], 10, 10, rounds):
+                for comparison in celery_throughput(sys.executable, args.selinon1, where["redis"], 5, 5, 2):
                     report(comparison)
             except Exception as exc:
                 report(Comparison("Celery", math.nan, math.nan, math.nan, "", "-", False, f"failed: {exc!r}"))
