@@ -126,7 +126,8 @@ def main() -> int:
         results.append(comparison)
         if not args.json:
             print(
-                f"  {comparison.name}: ratio {comparison.ratio:.2f} ({'met' if comparison.met else 'MISSED'})",
+                f"  {comparison.name}: ratio {comparison.ratio:.2f} ({'met' if comparison.met else 'MISSED'}), "
+                f"rounds {comparison.spread}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -190,7 +191,7 @@ def main() -> int:
 
 
 def table(results: list[Comparison]) -> str:
-    rows = [("measure", "ours", "baseline", "unit", "ratio", "target", "met")]
+    rows = [("measure", "ours", "baseline", "unit", "ratio", "rounds", "target", "met")]
     for r in results:
         rows.append(
             (
@@ -199,6 +200,7 @@ def table(results: list[Comparison]) -> str:
                 f"{r.baseline:,.1f}",
                 r.unit,
                 f"{r.ratio:.2f}",
+                r.spread,
                 r.target,
                 "-" if r.target in ("info", "-") else "yes" if r.met else "NO",
             )
