@@ -194,7 +194,11 @@ def simplest_redis(configuration: dict[str, Any]) -> Raw:
 def simplest_sql(configuration: dict[str, Any]) -> Raw:
     import sqlalchemy as sa
 
-    engine = sa.create_engine(configuration["connection_string"].replace("postgresql://", "postgresql+psycopg://", 1))
+    # One round trip per call: each statement in autocommit (a transaction around it adds BEGIN and COMMIT).
+    engine = sa.create_engine(
+        configuration["connection_string"].replace("postgresql://", "postgresql+psycopg://", 1),
+        isolation_level="AUTOCOMMIT",
+    )
     table = configuration["table_name"] + "_simplest"
     with engine.begin() as conn:
         conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {table} (task_id text PRIMARY KEY, result json NOT NULL)"))
@@ -205,7 +209,7 @@ def simplest_sql(configuration: dict[str, Any]) -> Raw:
     select = sa.text(f"SELECT result FROM {table} WHERE task_id = :task_id")
 
     def store(task_id: str, result: Any) -> None:
-        with engine.begin() as conn:
+        with engine.connect() as conn:
             conn.execute(upsert, {"task_id": task_id, "result": json.dumps(result)})
 
     def retrieve(task_id: str) -> Any:
