@@ -25,8 +25,7 @@ class Connections:
 
     A connection that fails in any way is disconnected and handed back to the pool, so no command ever reads a
     reply meant for another; an idle one whose server closed it is reopened on checkout, as redis-py's pool
-    does. After ``fork()`` the child starts a list of its own (redis-py's pool does the same
-    for the connections it made).
+    does. After ``fork()`` the child starts a list of its own, as redis-py's pool does for its connections.
     """
 
     def __init__(self, pool: redis.ConnectionPool, max_connections: int | None) -> None:
