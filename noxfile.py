@@ -133,6 +133,14 @@ def celery(session: nox.Session) -> None:
     session.run("pytest", f"{CORE}/tests/celery", "-m", "celery", *session.posargs)
 
 
+# Selinon 1.4.0 with the drivers it runs on: the peer the benchmarks compare against (its adapters and flows).
+SELINON_1 = [
+    # kombu 5.4 and later need redis-py 6.1 or later for a Redis broker; Selinon 1.4's storage wants redis-py 4.
+    "selinon==1.4.0", "celery>=5.3,<5.4", "kombu>=5.3,<5.4", "redis<5", "sqlalchemy<2", "sqlalchemy-utils",
+    "psycopg2-binary", "pymongo>=3.7,<4", "boto3>=1.9,<2", "packaging",
+]  # fmt: skip
+
+
 @nox.session
 def compat(session: nox.Session) -> None:
     """Selinon 1.4 itself, in a virtual environment of its own, writes records that every adapter reads here, and
@@ -156,9 +164,17 @@ def compat(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks: one table of ratios, each measured side by side in this run (`-- --json`, `-- --quick`)."""
     session.install(
-        *[arg for p in PACKAGES for arg in ("-e", p)], "secantusdb==0.7.0b3", "moto[server]>=5,<6", "pytest", "uv"
+        *[arg for p in PACKAGES for arg in ("-e", p)], "secantusdb==0.7.0b3", "moto[server]>=5,<6", "pytest", "uv",
+        "celery[redis]>=5.3,<6",
+    )  # fmt: skip
+    # Beside this session's environment: Selinon 1.4.0 cannot share one with selinon-core (both are `selinon`).
+    selinon1 = Path(session.virtualenv.location).with_name("bench-selinon-1.4")
+    python = str(selinon1 / "bin" / "python")
+    session.run(
+        "uv", "venv", "--quiet", "--allow-existing", "--python", str(Path(session.bin) / "python"), str(selinon1)
     )
-    session.run("python", "benchmarks/run.py", *session.posargs)
+    session.run("uv", "pip", "install", "--quiet", "--python", python, *SELINON_1)
+    session.run("python", "benchmarks/run.py", "--selinon1", python, *session.posargs)
 
 
 @nox.session

@@ -1,32 +1,35 @@
-"""Adapter overhead, pool scaling and payload sizes: each adapter against its raw driver doing the same work.
+"""Adapter overhead, pool scaling and payload sizes: each adapter against its raw driver; and against Selinon 1.4.
 
-"The same work" means the same server, the same record (flow name, task name, node args and result, serialised
-the same way), the same statements or commands and the same number of round trips. What remains between the
-two rates is what the adapter and the pool add.
+Two raw baselines per backend, on the same server with the same result:
+
+- *simplest*: what a user would write to keep a result by task id, with the fewest round trips and columns (a
+  key holding the result's JSON; a table with the task id as primary key and one JSON column, one upsert and
+  one select by key; a document whose _id is the task id; an object named by the task id);
+- *mirrored*: the adapter's own record layout written by hand (flow name, task name, node args and result, the
+  same statements or commands and round trips): what remains is what the adapter's code adds.
+
+The Selinon 1.4.0 rows run its own adapters in an environment with the drivers it runs on, and this project's
+adapters, each in a benchmarks/peer.py worker process, alternated round by round.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
+import sys
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from compare import Comparison, compare_rates
-
-FLOW, TASK, NODE_ARGS = "benchFlow", "benchTask", {"url": "https://example.com/page"}
-
-
-def payload(size: int) -> dict[str, Any]:
-    """A JSON result of about ``size`` bytes."""
-    return {"status": "ok", "items": list(range(10)), "text": "x" * max(0, size - 80)}
+from compare import Comparison, Worker, compare_rates
+from peer import FLOW, NODE_ARGS, TASK, payload
 
 
 @dataclass
 class Raw:
-    """The raw driver's side of a backend: the adapter's record layout written by hand."""
+    """The raw driver's side of a backend: a store and a retrieve by task id."""
 
     store: Callable[[str, Any], None]
     retrieve: Callable[[str], Any]
@@ -38,8 +41,11 @@ class Backend:
     name: str
     classname: str
     configuration: dict[str, Any]
-    raw: Callable[[dict[str, Any]], Raw]
+    raw: Callable[[dict[str, Any]], Raw]  # mirrored: the adapter's record layout by hand
+    simplest: Callable[[dict[str, Any]], Raw]
     cleanup: Callable[[dict[str, Any]], None] = field(default=lambda configuration: None)
+    #: Selinon 1.4.0's adapter on the same server: its configuration, or why it cannot run there.
+    selinon1: dict[str, Any] | str = "not measured"
 
 
 # -- raw drivers -----------------------------------------------------------------------------------------------
@@ -69,11 +75,11 @@ def raw_sql(configuration: dict[str, Any]) -> Raw:
 
     import sqlalchemy as sa
 
-    # As the adapter does: JSON text in and out unchanged, a pre-pinged pool; the driver's default pool size.
+    # As the adapter does: JSON text in and out unchanged, each statement in autocommit; the default pool size.
     verbatim = lambda value: value  # noqa: E731
     engine = sa.create_engine(
         configuration["connection_string"].replace("postgresql://", "postgresql+psycopg://", 1),
-        pool_pre_ping=True, json_serializer=verbatim, json_deserializer=verbatim,
+        isolation_level="AUTOCOMMIT", json_serializer=verbatim, json_deserializer=verbatim,
     )  # fmt: skip
     table = configuration["table_name"]
     upsert = sa.text(
@@ -110,7 +116,8 @@ def drop_sql_table(configuration: dict[str, Any]) -> None:
 
     engine = sa.create_engine(configuration["connection_string"])
     with engine.begin() as conn:
-        conn.execute(sa.text(f"DROP TABLE IF EXISTS {configuration['table_name']}"))
+        for table in (configuration["table_name"], configuration["table_name"] + "_simplest"):
+            conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
     engine.dispose()
 
 
@@ -166,6 +173,86 @@ def raw_s3(configuration: dict[str, Any]) -> Raw:
     return Raw(store, retrieve, client.close)
 
 
+# -- the simplest code a user would write ----------------------------------------------------------------------
+
+
+def simplest_redis(configuration: dict[str, Any]) -> Raw:
+    import redis
+
+    client = redis.Redis(host=configuration["host"], port=configuration["port"], db=configuration.get("db", 0))
+    prefix = configuration["key_prefix"] + "simplest:"
+
+    def store(task_id: str, result: Any) -> None:
+        client.set(prefix + task_id, json.dumps(result))
+
+    def retrieve(task_id: str) -> Any:
+        return json.loads(client.get(prefix + task_id))
+
+    return Raw(store, retrieve, client.close)
+
+
+def simplest_sql(configuration: dict[str, Any]) -> Raw:
+    import sqlalchemy as sa
+
+    # One round trip per call: each statement in autocommit (a transaction around it adds BEGIN and COMMIT).
+    engine = sa.create_engine(
+        configuration["connection_string"].replace("postgresql://", "postgresql+psycopg://", 1),
+        isolation_level="AUTOCOMMIT",
+    )
+    table = configuration["table_name"] + "_simplest"
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {table} (task_id text PRIMARY KEY, result json NOT NULL)"))
+    upsert = sa.text(
+        f"INSERT INTO {table} (task_id, result) VALUES (:task_id, :result) "
+        "ON CONFLICT (task_id) DO UPDATE SET result = excluded.result"
+    )
+    select = sa.text(f"SELECT result FROM {table} WHERE task_id = :task_id")
+
+    def store(task_id: str, result: Any) -> None:
+        with engine.connect() as conn:
+            conn.execute(upsert, {"task_id": task_id, "result": json.dumps(result)})
+
+    def retrieve(task_id: str) -> Any:
+        with engine.connect() as conn:
+            return conn.execute(select, {"task_id": task_id}).scalar_one()  # psycopg decodes json columns
+
+    return Raw(store, retrieve, engine.dispose)
+
+
+def simplest_mongodb(configuration: dict[str, Any]) -> Raw:
+    import pymongo
+
+    client: Any = pymongo.MongoClient(host=configuration["host"], port=configuration["port"])
+    records = client[configuration["db_name"]][configuration["collection_name"] + "_simplest"]
+
+    def store(task_id: str, result: Any) -> None:
+        records.replace_one({"_id": task_id}, {"result": result}, upsert=True)
+
+    def retrieve(task_id: str) -> Any:
+        return records.find_one({"_id": task_id})["result"]
+
+    return Raw(store, retrieve, client.close)
+
+
+def simplest_s3(configuration: dict[str, Any]) -> Raw:
+    import boto3
+
+    client = boto3.client(
+        "s3", endpoint_url=configuration["endpoint_url"], region_name=configuration["region_name"],
+        aws_access_key_id=configuration["aws_access_key_id"],
+        aws_secret_access_key=configuration["aws_secret_access_key"],
+    )  # fmt: skip
+    bucket = configuration["bucket"]
+
+    def store(task_id: str, result: Any) -> None:
+        client.put_object(Bucket=bucket, Key=f"simplest/{task_id}", Body=json.dumps(result).encode())
+
+    def retrieve(task_id: str) -> Any:
+        return json.loads(client.get_object(Bucket=bucket, Key=f"simplest/{task_id}")["Body"].read())
+
+    return Raw(store, retrieve, client.close)
+
+
 BACKENDS: dict[str, Callable[[dict[str, str]], Backend]] = {}
 
 
@@ -179,9 +266,22 @@ def backend(name: str) -> Callable[[Callable[[dict[str, str]], Backend]], Callab
 
 @backend("PostgreSQL")
 def postgresql(servers: dict[str, str]) -> Backend:
-    table = f"bench_{uuid.uuid4().hex[:12]}"
-    configuration = {"connection_string": servers["postgresql"], "table_name": table}
-    return Backend("PostgreSQL", "PostgreSQL", configuration, raw_sql, drop_sql_table)
+    unique = uuid.uuid4().hex[:12]
+    configuration = {"connection_string": servers["postgresql"], "table_name": f"bench_{unique}"}
+    # Selinon 1.4 keeps its records in a table named `result`, in a database it creates when missing: one of its own.
+    selinon1_database = f"selinon_bench_{unique}"
+    selinon1 = {"connection_string": servers["postgresql"].rsplit("/", 1)[0] + "/" + selinon1_database}
+
+    def cleanup(configuration: dict[str, Any]) -> None:
+        import sqlalchemy as sa
+
+        drop_sql_table(configuration)
+        engine = sa.create_engine(configuration["connection_string"], isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {selinon1_database} WITH (FORCE)"))
+        engine.dispose()
+
+    return Backend("PostgreSQL", "PostgreSQL", configuration, raw_sql, simplest_sql, cleanup, selinon1)
 
 
 @backend("Redis")
@@ -197,7 +297,9 @@ def redis_backend(servers: dict[str, str]) -> Backend:
             client.delete(key)
         client.close()
 
-    return Backend("Redis", "Redis", configuration, raw_redis, cleanup)
+    # Selinon 1.4 keys a record by its bare task id: the worker's task ids start with the key prefix.
+    selinon1 = {"host": host, "port": int(port)}
+    return Backend("Redis", "Redis", configuration, raw_redis, simplest_redis, cleanup, selinon1)
 
 
 @backend("MongoDB")
@@ -214,10 +316,13 @@ def mongodb(servers: dict[str, str]) -> Backend:
         import pymongo
 
         client: Any = pymongo.MongoClient(host=host, port=int(port))
-        client[configuration["db_name"]].drop_collection(configuration["collection_name"])
+        for suffix in ("", "_simplest", "_selinon1"):
+            client[configuration["db_name"]].drop_collection(configuration["collection_name"] + suffix)
         client.close()
 
-    return Backend("MongoDB", "MongoDB", configuration, raw_mongodb, cleanup)
+    selinon1 = {k: configuration[k] for k in ("host", "port", "db_name")}
+    selinon1["collection_name"] = configuration["collection_name"] + "_selinon1"
+    return Backend("MongoDB", "MongoDB", configuration, raw_mongodb, simplest_mongodb, cleanup, selinon1)
 
 
 @backend("S3")
@@ -226,7 +331,11 @@ def s3(servers: dict[str, str]) -> Backend:
         "bucket": f"selinon-bench-{uuid.uuid4().hex[:12]}", "endpoint_url": servers["s3"], "region_name": "us-east-1",
         "aws_access_key_id": "bench", "aws_secret_access_key": "bench-secret",
     }  # fmt: skip
-    return Backend("S3", "S3Storage", configuration, raw_s3)
+    # Selinon 1.4 stores the result alone, as JSON with `serialize_json`, in the bucket this project's adapter
+    # creates (1.4's own creation asks for a location constraint, which us-east-1 refuses).
+    selinon1 = {k: configuration[k] for k in ("bucket", "endpoint_url", "region_name", "aws_access_key_id")}
+    selinon1 |= {"aws_secret_access_key": configuration["aws_secret_access_key"], "serialize_json": True}
+    return Backend("S3", "S3Storage", configuration, raw_s3, simplest_s3, selinon1=selinon1)
 
 
 # -- measurements ----------------------------------------------------------------------------------------------
@@ -250,15 +359,20 @@ def _ids(label: str, count: int = 2000) -> Any:
     return itertools.cycle([f"{label}-{i}" for i in range(count)])
 
 
-def overhead(b: Backend, rounds: int, seconds: float, size: int = 1024) -> Comparison:
+def _label(size: int) -> str:
+    return "1 KB" if size == 1024 else f"{size // 1024} KB" if size < 1 << 20 else f"{size >> 20} MB"
+
+
+def overhead(b: Backend, rounds: int, seconds: float, size: int = 1024, baseline: str = "simplest") -> Comparison:
+    """The adapter against the raw driver, `simplest` or `mirrored` (the adapter's record layout by hand)."""
     from selinon.registry import resolve
 
     adapter = resolve(b.classname)(**b.configuration)
     adapter.connect()
-    raw = b.raw(b.configuration)
+    raw = (b.simplest if baseline == "simplest" else b.raw)(b.configuration)
     result = payload(size)
     try:
-        ours, base, ratio = compare_rates(
+        ours, base, ratio, ratios = compare_rates(
             _pairs(
                 lambda t, r: adapter.store(NODE_ARGS, FLOW, TASK, t, r),
                 lambda t: adapter.retrieve(FLOW, TASK, t),
@@ -271,9 +385,33 @@ def overhead(b: Backend, rounds: int, seconds: float, size: int = 1024) -> Compa
     finally:
         adapter.disconnect()
         raw.close()
-    label = "1 KB" if size == 1024 else f"{size // 1024} KB" if size < 1 << 20 else f"{size >> 20} MB"
-    name = f"{b.name}: adapter vs raw driver, {label}, 1 thread"
-    return Comparison(name, ours, base, ratio, "pairs/s", ">= 0.90", ratio >= 0.9)
+    name = f"{b.name}: adapter vs {baseline} raw, {_label(size)}"
+    return Comparison(name, ours, base, ratio, "pairs/s", ">= 0.90", ratio >= 0.9, ratios=ratios)
+
+
+def versus_selinon1(b: Backend, python: str | None, rounds: int, seconds: float, size: int = 1024) -> Comparison:
+    """This project's adapter against Selinon 1.4.0's, each in a worker process of its own environment, on the
+    same server with the same result; every pair stores under a new task id (1.4's SQL and MongoDB adapters
+    cannot replace a record)."""
+    name = f"{b.name}: adapter vs Selinon 1.4.0's, {_label(size)}"
+    why = "no Selinon 1.4.0 environment (--selinon1)" if python is None else b.selinon1
+    if isinstance(why, str):
+        return Comparison(name, math.nan, math.nan, math.nan, "pairs/s", "-", True, f"not run: {why}")
+    assert python is not None and isinstance(b.selinon1, dict)
+    unique = uuid.uuid4().hex[:8]
+    # Redis: Selinon 1.4 keys records by the bare task id, so both sides' ids start with the benchmark's prefix.
+    prefix = b.configuration.get("key_prefix", "")
+    ours, theirs = Worker(sys.executable), Worker(python)
+    try:
+        ours.request("adapter", classname=b.classname, configuration=b.configuration, size=size, label=f"ours-{unique}")
+        theirs.request(
+            "adapter", classname=b.classname, configuration=b.selinon1, size=size, label=f"{prefix}selinon1-{unique}"
+        )
+        rate, base, ratio, ratios = compare_rates(ours, theirs, rounds, seconds)
+    finally:
+        ours.close()
+        theirs.close()
+    return Comparison(name, rate, base, ratio, "pairs/s", ">= 1.00", ratio >= 1.0, ratios=ratios)
 
 
 def scaling(b: Backend, pool_class: Any, threads: int, rounds: int, seconds: float) -> Comparison:
@@ -293,10 +431,10 @@ def scaling(b: Backend, pool_class: Any, threads: int, rounds: int, seconds: flo
         return _pairs(raw.store, raw.retrieve, result, _ids(f"raw-{threads}-{thread}"))
 
     try:
-        ours, base, ratio = compare_rates(
+        ours, base, ratio, ratios = compare_rates(
             [through_pool(t) for t in range(threads)], [through_raw(t) for t in range(threads)], rounds, seconds
         )
     finally:
         raw.close()
-    name = f"{b.name}: StoragePool vs raw driver, {threads} thread{'s' if threads > 1 else ''}"
-    return Comparison(name, ours, base, ratio, "pairs/s", ">= 0.90", ratio >= 0.9)
+    name = f"{b.name}: StoragePool vs mirrored raw, {threads} thread{'s' if threads > 1 else ''}"
+    return Comparison(name, ours, base, ratio, "pairs/s", ">= 0.90", ratio >= 0.9, ratios=ratios)

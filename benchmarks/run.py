@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from adapters import BACKENDS, overhead, scaling
+from adapters import BACKENDS, overhead, scaling, versus_selinon1
 from compare import Comparison
+from flows import celery_throughput, local_executor
+from sql_layout import layout_costs
 from startup import discovery_at_scale, startup
 
 ROOT = Path(__file__).parents[1]
@@ -85,13 +87,21 @@ def main() -> int:
         "--only",
         action="append",
         default=[],
-        help="run only these parts: overhead, scaling, payload, startup, discovery",
+        help="run only these parts: selinon1, overhead, scaling, payload, layout, flows, celery, startup, discovery",
+    )
+    parser.add_argument(
+        "--selinon1",
+        metavar="PYTHON",
+        default=os.environ.get("SELINON_BENCH_SELINON1_PYTHON"),
+        help="the interpreter of an environment holding selinon==1.4.0 and its drivers (nox -s bench makes one)",
     )
     args = parser.parse_args()
     # Every row gets the same number of rounds: with three, single rows of a noisy server or of many threads
     # landed anywhere between 0.8 and 1.2 from one run to the next.
     rounds, seconds = (3, 0.3) if args.quick else (7, 1.0)
-    parts = set(args.only) or {"overhead", "scaling", "payload", "startup", "discovery"}
+    parts = set(args.only) or {
+        "selinon1", "overhead", "scaling", "payload", "layout", "flows", "celery", "startup", "discovery"
+    }  # fmt: skip
     results: list[Comparison] = []
 
     def measure(name: str, run: Callable[..., Comparison], *args: Any) -> None:
@@ -116,7 +126,8 @@ def main() -> int:
         results.append(comparison)
         if not args.json:
             print(
-                f"  {comparison.name}: ratio {comparison.ratio:.2f} ({'met' if comparison.met else 'MISSED'})",
+                f"  {comparison.name}: ratio {comparison.ratio:.2f} ({'met' if comparison.met else 'MISSED'}), "
+                f"rounds {comparison.spread}",
                 file=sys.stderr,
                 flush=True,
             )
@@ -125,8 +136,11 @@ def main() -> int:
         for name, make in BACKENDS.items():
             backend = make(where)
             try:
+                if "selinon1" in parts:
+                    measure(f"{name}: Selinon 1.4.0", versus_selinon1, backend, args.selinon1, rounds, seconds)
                 if "overhead" in parts:
-                    measure(f"{name}: overhead", overhead, backend, rounds, seconds)
+                    for baseline in ("simplest", "mirrored"):
+                        measure(f"{name}: overhead", overhead, backend, rounds, seconds, 1024, baseline)
                 if "scaling" in parts:
                     pool = configure_pool(backend.classname, backend.configuration)
                     for threads in (1, 2, 4, 8):
@@ -142,13 +156,26 @@ def main() -> int:
                     pool.disconnect_all()
                 # Largest payloads last: a server that fails under them must not spoil the other measurements.
                 if "payload" in parts:
-                    for size in (100 * 1024, 5 * 1024 * 1024):
-                        measure(
-                            f"{name}: payload {size // 1024} KB", overhead,
-                            backend, rounds, seconds * (2 if size > 1 << 20 else 1), size,
-                        )  # fmt: skip
+                    measure(f"{name}: payload 100 KB", overhead, backend, rounds, seconds, 100 * 1024, "simplest")
+                    measure(f"{name}: payload 5 MB", overhead, backend, rounds, seconds * 2, 5 << 20, "mirrored")
             finally:
                 backend.cleanup(backend.configuration)
+        if "layout" in parts:
+            try:
+                layout_costs(where["postgresql"], rounds, seconds, report)
+            except Exception as exc:
+                report(
+                    Comparison("PostgreSQL layout", math.nan, math.nan, math.nan, "", "-", False, f"failed: {exc!r}")
+                )
+        if "celery" in parts:
+            try:
+                for comparison in celery_throughput(sys.executable, args.selinon1, where["redis"], 5, 5, 2):
+                    report(comparison)
+            except Exception as exc:
+                report(Comparison("Celery", math.nan, math.nan, math.nan, "", "-", False, f"failed: {exc!r}"))
+    if "flows" in parts:
+        for flow, size in (("chain", 200), ("fanout", 200)):
+            measure(f"local executor: {flow}", local_executor, sys.executable, args.selinon1, flow, size, rounds)
     if "startup" in parts:
         report(startup(sys.executable, rounds * 3))
     if "discovery" in parts:
@@ -164,7 +191,7 @@ def main() -> int:
 
 
 def table(results: list[Comparison]) -> str:
-    rows = [("measure", "ours", "baseline", "unit", "ratio", "target", "met")]
+    rows = [("measure", "ours", "baseline", "unit", "ratio", "rounds", "target", "met")]
     for r in results:
         rows.append(
             (
@@ -173,8 +200,9 @@ def table(results: list[Comparison]) -> str:
                 f"{r.baseline:,.1f}",
                 r.unit,
                 f"{r.ratio:.2f}",
+                r.spread,
                 r.target,
-                "yes" if r.met else "NO",
+                "-" if r.target in ("info", "-") else "yes" if r.met else "NO",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

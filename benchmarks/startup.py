@@ -37,7 +37,7 @@ def _runner(executable: str, argv: list[str]):  # type: ignore[no-untyped-def]
 
 def startup(python: str, rounds: int) -> Comparison:
     selinon = [str(Path(python).parent / "selinon"), "plugins", "list"]
-    ours, floor, ratio = compare_times(
+    ours, floor, ratio, ratios = compare_times(
         lambda: subprocess.run(selinon, check=True, stdout=subprocess.DEVNULL),
         _runner(python, ["-c", FLOOR]),
         rounds,
@@ -49,6 +49,7 @@ def startup(python: str, rounds: int) -> Comparison:
         ours * 1000, floor * 1000, ratio, "ms", "<= 1.3x, no driver imported",
         ratio <= 1.3 and imported == "[]",
         f"driver modules imported: {imported}",
+        ratios,
     )  # fmt: skip
 
 
@@ -91,7 +92,7 @@ def discovery_at_scale(python: str, uv: str, packages: list[str], rounds: int, e
             [str(envs["crowded"] / "bin" / "selinon"), "plugins", "list"], check=True, capture_output=True, text=True
         ).stdout
         assert listed.count("Bench") == extra, "the crowded environment does not list every extra adapter"
-        crowded, plain, ratio = compare_times(
+        crowded, plain, ratio, ratios = compare_times(
             _runner(str(envs["crowded"] / "bin" / "selinon"), ["plugins", "list"]),
             _runner(str(envs["plain"] / "bin" / "selinon"), ["plugins", "list"]),
             rounds,
@@ -104,4 +105,5 @@ def discovery_at_scale(python: str, uv: str, packages: list[str], rounds: int, e
         "ms",
         "<= 2x",
         ratio <= 2,
+        ratios=ratios,
     )

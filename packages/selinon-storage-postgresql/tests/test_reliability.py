@@ -340,3 +340,33 @@ def test_too_large_for_mariadb_changes_nothing(mysql_url: str, table: Callable[[
     assert rows(mysql_url, name, task_id.rsplit("-", 1)[0]) == {task_id: [result_for(task_id)]}
     assert StoragePool.retrieve(FLOW, TASK, task_id) == result_for(task_id)  # the adapter still works
     print(str(raised.value)[:300])
+
+
+# -- idle connections ------------------------------------------------------------------------------------------
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_before_use(
+    postgresql_url: str, make_storage: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the pool's retries: the adapter pings a connection idle longer than PING_AFTER_IDLE, and a dead
+    one is replaced before the call uses it. A connection in steady use is not pinged (a round trip each)."""
+    from selinon_storage_postgresql import storage
+
+    application_name = f"selinon-idle-{uuid.uuid4().hex[:8]}"
+    url = make_url(postgresql_url).update_query_dict({"application_name": application_name})
+    adapter = make_storage(url.render_as_string(hide_password=False))
+    adapter.connect()
+    admin_engine = engine_for(postgresql_url, isolation_level="AUTOCOMMIT")
+    try:
+        adapter.store(None, FLOW, TASK, "idle", {"kept": True})
+        with admin_engine.connect() as admin:
+            pids = backends(admin, application_name)
+            assert pids
+            for pid in pids:
+                admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            assert wait_until(lambda: not backends(admin, application_name) & pids, timeout=10)
+        monkeypatch.setattr(storage, "PING_AFTER_IDLE", 0.0)
+        assert adapter.retrieve(FLOW, TASK, "idle") == {"kept": True}
+    finally:
+        adapter.disconnect()
+        admin_engine.dispose()

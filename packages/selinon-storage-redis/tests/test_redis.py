@@ -291,7 +291,7 @@ def test_username_and_password(private_redis: PrivateRedis, form: str) -> None:
         task_id = tid()
         adapter.store(None, FLOW, TASK, task_id, "authenticated")
         assert adapter.retrieve(FLOW, TASK, task_id) == "authenticated"
-        whoami = adapter._connected().acl_whoami()
+        whoami = adapter._connected().execute("ACL", "WHOAMI")
         assert whoami in (user, user.encode())
     finally:
         adapter.disconnect()
@@ -455,3 +455,101 @@ def test_disconnect_closes_connections(private_redis: PrivateRedis) -> None:
         time.sleep(0.05)
     assert not {c["id"] for c in client.client_list()} - before
     client.close()
+
+
+# -- connections: the adapter sends its commands over connections it keeps in a free list ----------------------
+
+
+def _connection_ids(client: redis.Redis, before: set[int]) -> set[int]:
+    return {int(c["id"]) for c in client.client_list()} - before
+
+
+def test_a_timed_out_command_never_hands_its_reply_to_the_next(private_redis: PrivateRedis) -> None:
+    adapter = Redis(host=private_redis.host, port=private_redis.port, socket_timeout=0.3)
+    adapter.connect()
+    client = private_redis.client()
+    try:
+        adapter.store(None, FLOW, TASK, "before", {"n": 1})
+        client.client_pause(800)
+        with pytest.raises(redis.TimeoutError):
+            adapter.retrieve(FLOW, TASK, "before")
+        time.sleep(0.9)  # the paused GET's reply has been sent by now, to a connection that must be gone
+        adapter.store(None, FLOW, TASK, "after", {"n": 2})
+        assert adapter.retrieve(FLOW, TASK, "after") == {"n": 2}
+        assert adapter.retrieve(FLOW, TASK, "before") == {"n": 1}
+    finally:
+        client.client_unpause()
+        client.close()
+        adapter.disconnect()
+
+
+def test_an_idle_connection_the_server_closed_is_reopened(private_redis: PrivateRedis) -> None:
+    """No retry policy here: the adapter itself notices the closed connection before it sends on it."""
+    adapter = Redis(host=private_redis.host, port=private_redis.port)
+    adapter.connect()
+    client = private_redis.client()
+    try:
+        adapter.store(None, FLOW, TASK, "kept", "value")
+        idle = int(adapter._connected().execute("CLIENT", "ID"))
+        assert client.client_kill_filter(_id=idle) == 1
+        time.sleep(0.1)
+        assert adapter.retrieve(FLOW, TASK, "kept") == "value"
+        assert int(adapter._connected().execute("CLIENT", "ID")) != idle
+    finally:
+        client.close()
+        adapter.disconnect()
+
+
+def test_threads_reuse_connections(private_redis: PrivateRedis) -> None:
+    client = private_redis.client()
+    before = {int(c["id"]) for c in client.client_list()}
+    adapter = Redis(host=private_redis.host, port=private_redis.port)
+    adapter.connect()
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(50):
+                adapter.store(None, FLOW, TASK, f"reuse-{n}-{i}", [n, i])
+                assert adapter.retrieve(FLOW, TASK, f"reuse-{n}-{i}") == [n, i]
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors, errors[:3]
+        assert 1 <= len(_connection_ids(client, before)) <= 4  # 400 commands, at most one connection per thread
+    finally:
+        adapter.disconnect()
+        client.close()
+
+
+def test_a_forked_child_opens_its_own_connection(private_redis: PrivateRedis) -> None:
+    """Without the Selinon pool (which builds new adapters after a fork): the adapter itself never lets a child
+    speak over the parent's socket."""
+    adapter = Redis(host=private_redis.host, port=private_redis.port)
+    adapter.connect()
+    try:
+        adapter.store(None, FLOW, TASK, "parent", "p")
+        parent = int(adapter._connected().execute("CLIENT", "ID"))
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report the connection it used, then leave without running any cleanup
+            try:
+                adapter.store(None, FLOW, TASK, "child", "c")
+                os.write(write, str(int(adapter._connected().execute("CLIENT", "ID"))).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as answer:
+            child = int(answer.read() or 0)
+        os.waitpid(pid, 0)
+        assert child and child != parent
+        assert adapter.retrieve(FLOW, TASK, "child") == "c"
+        assert int(adapter._connected().execute("CLIENT", "ID")) == parent  # the parent's own, still working
+    finally:
+        adapter.disconnect()

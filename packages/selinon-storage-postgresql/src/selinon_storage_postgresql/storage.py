@@ -73,6 +73,9 @@ MARIADB_JSON_DEPTH = 31
 _CLIENT_MARGIN = 1.0
 #: sqlite3's "database is locked" (SQLITE_BUSY) and "database table is locked" (SQLITE_LOCKED).
 _SQLITE_TRANSIENT = (5, 6)
+#: A pooled connection idle longer than this is pinged before use (a server or a firewall may have closed it);
+#: busier ones are not: a ping is a round trip, as long as the call itself on a local server.
+PING_AFTER_IDLE = 10.0
 
 
 def _verbatim(value: Any) -> Any:
@@ -181,6 +184,27 @@ def _build_statement(name: str, dialect: str, table: sa.Table, layout: str) -> A
     return upsert.on_conflict_do_update(
         index_elements=[key_column], set_={**stamp, **{column: upsert.excluded[column] for column in replaced}}
     ).returning(table.c.id)
+
+
+def _note_idle_since(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _ping_if_idle(dialect: sa.Dialect) -> Any:
+    """A checkout listener: a pooled connection idle for a while is pinged before use, and a dead one replaced
+    (SQLAlchemy opens another when a checkout listener raises DisconnectionError)."""
+
+    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get("idle_since", math.inf) <= PING_AFTER_IDLE:
+            return
+        try:
+            alive = dialect.do_ping(dbapi_connection)
+        except Exception:
+            alive = False
+        if not alive:
+            raise DisconnectionError("the pooled connection did not answer a ping")
+
+    return ping_if_idle
 
 
 def _is_utf8(encoding: str) -> bool:
@@ -480,9 +504,11 @@ class SqlStorage(DataStorage):
         self._session = session
 
     def _create_engine(self, url: URL, **extra: Any) -> Engine:
+        """Every call is one statement, atomic by itself: in autocommit it is one round trip, where a transaction
+        around it would add BEGIN and COMMIT (or ROLLBACK) round trips."""
         options: dict[str, Any] = {
             "echo": self.echo,
-            "pool_pre_ping": True,
+            "isolation_level": "AUTOCOMMIT",
             "connect_args": self._connect_args(url),
             "json_serializer": _verbatim,
             "json_deserializer": _verbatim,
@@ -492,6 +518,8 @@ class SqlStorage(DataStorage):
         options.update(extra)
         engine = sa.create_engine(url, **{name: value for name, value in options.items() if value is not None})
         sa.event.listen(engine, "connect", self._on_new_connection)
+        sa.event.listen(engine, "checkin", _note_idle_since)
+        sa.event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
         return engine
 
     def _connect_args(self, url: URL) -> dict[str, Any]:
@@ -523,22 +551,25 @@ class SqlStorage(DataStorage):
         locks other sessions hold end at ``deadline``."""
         engine = self._create_engine(self._url)
         try:
-            with engine.begin() as conn:
-                selinon1 = self.layout == records.SELINON1
-                table = (_selinon1_table if selinon1 else _table)(self.table_name, conn.dialect)
-                dialect = conn.dialect.name
-                conn.execute(sa.text(_wait_limit(dialect, max(deadline - time.monotonic(), _LEAST_WAIT))))
-                if dialect == "postgresql":
-                    # CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's catalogue when processes race.
-                    conn.execute(
-                        sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"selinon:{table.name}"}
-                    )
-                if selinon1:
-                    table.metadata.create_all(conn)  # with 1.x's sequence, when the table is missing
-                else:
-                    conn.execute(CreateTable(table, if_not_exists=True))
-                self._check_layout(conn, table)
-                conn.execute(sa.text(_wait_limit(dialect, self.socket_timeout)))
+            with engine.connect() as conn:
+                # The adapter's only transaction: the advisory lock and the table's creation belong together.
+                conn.execution_options(isolation_level=conn.default_isolation_level)
+                with conn.begin():
+                    selinon1 = self.layout == records.SELINON1
+                    table = (_selinon1_table if selinon1 else _table)(self.table_name, conn.dialect)
+                    dialect = conn.dialect.name
+                    conn.execute(sa.text(_wait_limit(dialect, max(deadline - time.monotonic(), _LEAST_WAIT))))
+                    if dialect == "postgresql":
+                        # CREATE TABLE IF NOT EXISTS can still collide in PostgreSQL's catalogue when processes race.
+                        conn.execute(
+                            sa.text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": f"selinon:{table.name}"}
+                        )
+                    if selinon1:
+                        table.metadata.create_all(conn)  # with 1.x's sequence, when the table is missing
+                    else:
+                        conn.execute(CreateTable(table, if_not_exists=True))
+                    self._check_layout(conn, table)
+                    conn.execute(sa.text(_wait_limit(dialect, self.socket_timeout)))
         except BaseException:
             engine.dispose()
             raise

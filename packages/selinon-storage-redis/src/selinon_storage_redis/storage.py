@@ -16,6 +16,7 @@ from selinon import DataStorage, SelinonMissingDataException, describe_error, js
 from selinon.errors import ConfigurationError, StorageError
 from selinon.secrets import leaks, scrub, secrets_in
 from selinon.storage import ExcInfo
+from selinon_storage_redis.connections import Connections
 
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 6379
@@ -166,14 +167,14 @@ class Redis(DataStorage):
                 f"`{'`, `'.join(tls_options)}` need TLS: add `ssl: true`, or use a rediss:// `url`"
             )
         self.endpoint = self._describe_endpoint()
-        self._client: redis.Redis | None = None
+        self._connections: Connections | None = None
         self._lock = threading.Lock()
 
     # -- connection ------------------------------------------------------------------------------------------
 
     def connect(self) -> None:
         with self._lock:
-            if self._client is not None:
+            if self._connections is not None:
                 return
             # A dedicated check connection whose every read is bounded by connect_timeout: a server that
             # accepts but never answers fails connect() as fast as one that refuses.
@@ -186,21 +187,22 @@ class Redis(DataStorage):
             finally:
                 check.disconnect()
             pool = self._make_pool(socket_timeout=self.socket_timeout, max_connections=self.max_connections)
-            self._client = redis.Redis(connection_pool=pool)
+            self._connections = Connections(pool, self.max_connections)
 
     def disconnect(self) -> None:
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.connection_pool.disconnect()
+            connections, self._connections = self._connections, None
+        if connections is not None:
+            connections.disconnect()
 
     def is_connected(self) -> bool:
-        return self._client is not None
+        return self._connections is not None
 
     @property
     def conn(self) -> redis.Redis | None:
         """Selinon 1.x's name of the client, for subclasses written for 1.x: None when not connected."""
-        return self._client
+        connections = self._connections
+        return None if connections is None else connections.client
 
     # -- records ---------------------------------------------------------------------------------------------
 
@@ -235,7 +237,7 @@ class Redis(DataStorage):
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         key = self._key(task_id)
         try:
-            deleted = self._connected().delete(key)
+            deleted = self._connected().execute("DEL", key)
         except CREDENTIAL_ERRORS as exc:
             raise self._refused(exc) from None
         if not deleted:
@@ -258,7 +260,10 @@ class Redis(DataStorage):
     def _write(self, task_id: str, document: bytes) -> str:
         key = self._key(task_id)
         try:
-            self._connected().set(key, document, ex=self.ttl)
+            if self.ttl is None:
+                self._connected().execute("SET", key, document)
+            else:
+                self._connected().execute("SET", key, document, "EX", self.ttl)
         except CREDENTIAL_ERRORS as exc:
             raise self._refused(exc) from None
         return key
@@ -268,13 +273,13 @@ class Redis(DataStorage):
         key = self._key(task_id)
         client = self._connected()
         try:
-            raw = client.get(key)
+            raw = client.execute("GET", key)
         except CREDENTIAL_ERRORS as exc:
             raise self._refused(exc) from None
         except redis.exceptions.ResponseError as exc:
             if not str(exc).startswith("WRONGTYPE"):
                 raise
-            kind = client.type(key)
+            kind = client.execute("TYPE", key)
             raise records.ForeignRecord(
                 f"Redis key {key!r} holds a Redis {kind.decode() if isinstance(kind, bytes) else kind}, "
                 "not a Selinon record"
@@ -297,11 +302,11 @@ class Redis(DataStorage):
             scrub(f"Redis at {self.endpoint} refused the credentials: {type(exc).__name__}: {exc}", self._secrets)
         )
 
-    def _connected(self) -> redis.Redis:
-        client = self._client
-        if client is None:
+    def _connected(self) -> Connections:
+        connections = self._connections
+        if connections is None:
             raise StorageError(f"Redis storage at {self.endpoint} is not connected; call connect() first")
-        return client
+        return connections
 
     def _check_url(self) -> None:
         assert self.url is not None
