@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import MakeDistribution, adapter_source
 
+import selinon
 from selinon.cli import main
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "nodes.yaml"
@@ -276,9 +277,9 @@ def test_storages_check_unknown_storage_name(capsys: pytest.CaptureFixture[str])
 
 def test_version_lists_core(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--version")
-    assert code == 0 and out.splitlines()[0] == "selinon-core 0.1.0"
+    assert code == 0 and out.splitlines()[0] == f"selinon-core {selinon.__version__}"
     code, out, _ = run(capsys, "version", "--json")
-    assert json.loads(out)["selinon-core"] == "0.1.0"
+    assert json.loads(out)["selinon-core"] == selinon.__version__
 
 
 def test_python_dash_m_selinon(tmp_path: Path) -> None:

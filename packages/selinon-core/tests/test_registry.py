@@ -96,7 +96,7 @@ def test_incompatible_core_range(make_distribution: MakeDistribution) -> None:
     )
     by_name = {e.classname: e for e in registry.entries()}
     assert by_name["Future"].requires_core == ">=99"
-    assert "requires selinon-core>=99, but selinon-core 0.1.0 is installed" in (by_name["Future"].incompatibility or "")
+    assert "requires selinon-core>=99, but selinon-core 0.2.0 is installed" in (by_name["Future"].incompatibility or "")
     with pytest.raises(PluginError, match="incompatible"):
         by_name["Future"].load()
     assert by_name["Now"].incompatibility is None

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from selinon.pool import StoragePool
     from selinon.task import SelinonTask
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # One stat at import: dispatcher.py, a module of Selinon 1.x that the core never had, beside the core's modules
 # means the two are mixed (see selinon.upgrade).

@@ -2,6 +2,6 @@
 
 from selinon_storage_mongodb.storage import MongoDB
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["MongoDB", "__version__"]

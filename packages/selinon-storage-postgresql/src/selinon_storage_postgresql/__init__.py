@@ -8,7 +8,7 @@ from typing import Any
 
 from selinon_storage_postgresql.storage import DEFAULT_TABLE, SELINON1_TABLE, PostgreSQL, SqlStorage
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["DEFAULT_TABLE", "SELINON1_TABLE", "PostgreSQL", "Result", "SqlStorage", "__version__"]
 

@@ -3,4 +3,4 @@
 from selinon_storage_redis.storage import Redis
 
 __all__ = ["Redis"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -8,6 +8,6 @@ from selinon_storage_s3.storage import S3Storage, S3Unavailable, object_key
 #: Selinon 1.x's class name, for ``import: selinon_storage_s3`` with ``classname: S3``.
 S3 = S3Storage
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["S3", "S3Storage", "S3Unavailable", "__version__", "object_key"]
