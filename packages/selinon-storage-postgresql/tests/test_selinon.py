@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import selinon_storage_postgresql
 import sqlalchemy as sa
 from conftest import engine_for
 from selinon_storage_postgresql import DEFAULT_TABLE, PostgreSQL, SqlStorage
@@ -152,7 +153,7 @@ def test_plugins_list_shows_both_classnames() -> None:
     assert ours["PostgreSQL"]["target"] == "selinon_storage_postgresql:PostgreSQL"
     assert ours["SqlStorage"]["target"] == "selinon_storage_postgresql:SqlStorage"
     assert {e["status"] for e in ours.values()} == {"installed"}
-    assert {e["version"] for e in ours.values()} == {"0.1.0"}
+    assert {e["version"] for e in ours.values()} == {selinon_storage_postgresql.__version__}
 
 
 def _store_in_child(prefix: str, child: int) -> None:
