@@ -205,10 +205,7 @@ class CeleryFlows:
 
     def run_flow(self, flow_name: str, node_args: Any = None) -> str:
         """Start a run of ``flow_name``; returns its flow id (the Celery task id of its dispatcher)."""
-        self.system.flow(flow_name)
-        flow_id = str(uuid.uuid4())
-        self.dispatcher.apply_async((flow_name, node_args), task_id=flow_id, queue=self.flow_queue(flow_name))
-        return flow_id
+        return self._start(flow_name, node_args, None)
 
     def run_flow_selective(
         self,
@@ -220,10 +217,13 @@ class CeleryFlows:
     ) -> str:
         """Start a run of only ``task_names`` of the flow and what they need (see ``selinon.flows.dispatcher``)."""
         selective = selective_run(self.system, flow_name, task_names, follow_subflows, run_subsequent)
+        return self._start(flow_name, node_args, selective)
+
+    def _start(self, flow_name: str, node_args: Any, selective: dict[str, Any] | None) -> str:
+        self.system.flow(flow_name)
         flow_id = str(uuid.uuid4())
-        self.dispatcher.apply_async(
-            (flow_name, node_args), {"selective": selective}, task_id=flow_id, queue=self.flow_queue(flow_name)
-        )
+        kwargs = {} if selective is None else {"selective": selective}
+        self.dispatcher.apply_async((flow_name, node_args), kwargs, task_id=flow_id, queue=self.flow_queue(flow_name))
         return flow_id
 
     def status(self, flow_id: str) -> FlowReport:
