@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from selinon.errors import FatalTaskError
 from selinon.task import SelinonTask
 
 RUNS: list[tuple[str, str]] = []  # (task name, task id), one per run() call
@@ -53,6 +54,27 @@ class Counter3(Recorded):
 class Fail(Recorded):
     def work(self, node_args: Any) -> Any:
         raise ValueError(f"boom in {self.task_name}")
+
+
+class Fatal(Recorded):
+    def work(self, node_args: Any) -> Any:
+        raise FatalTaskError(f"no point in retrying {self.task_name}")
+
+
+class Exceptions(Recorded):
+    """A fallback: the class and message of each failed parent's exception (a sub-flow's, by its failed tasks)."""
+
+    def work(self, node_args: Any) -> Any:
+        found = {}
+        for name, entry in sorted(self.parent.items()):
+            if isinstance(entry, str):
+                exc = self.parent_task_exception(name)
+                found[name] = [type(exc).__name__, str(exc)]
+            else:
+                for task_name in sorted(entry):
+                    exc = self.parent_flow_exception(name, task_name)
+                    found[f"{name}/{task_name}"] = [type(exc).__name__, str(exc)]
+        return found
 
 
 class FailFirst(Recorded):

@@ -34,7 +34,33 @@ if _path.exists(_SELINON_1X_MODULE):
 
     warn_mixed_install(_SELINON_1X_MODULE)
 
-_LAZY = {"StoragePool": "selinon.pool", "hookimpl": "selinon.hookspecs", "SelinonTask": "selinon.task"}
+_LAZY = {
+    "StoragePool": "selinon.pool",
+    "hookimpl": "selinon.hookspecs",
+    "SelinonTask": "selinon.task",
+    # Selinon 1.x's top-level names (docs/upgrading.md): its API in selinon.compat, its errors in selinon.errors.
+    "Config": "selinon.compat",
+    "run_flow": "selinon.compat",
+    "run_flow_selective": "selinon.compat",
+    "Trace": "selinon.trace",
+    "Cache": "selinon.caches",
+    "CacheMissError": "selinon.caches",
+    **dict.fromkeys(
+        [
+            "ConfigNotInitializedError", "FatalTaskError", "FlowError", "NoParentNodeError", "RequestError", "Retry",
+            "SelectiveNoPathError", "SelinonException", "UnknownError", "UnknownFlowError", "UnknownStorageError",
+        ],
+        "selinon.errors",
+    ),
+}  # fmt: skip
+#: Selinon 1.x's names for its own internals, which this Selinon does not have: why, and what to use instead.
+_GONE = {
+    "Dispatcher": "Selinon 1.x's dispatcher task is internal here; start flows with selinon.run_flow",
+    "SystemState": "Selinon 1.x's dispatcher state is internal here; follow a flow with selinon.celery's status()",
+    "Storage": "Selinon 1.x's storage description is selinon.config.StorageConfig here",
+    "selinon_version_codename": "this Selinon has no code names; its version is selinon.__version__",
+}
+selinon_version = __version__  # Selinon 1.x's name
 
 __all__ = [
     "ConfigurationError",
@@ -49,6 +75,8 @@ __all__ = [
     "__version__",
     "describe_error",
     "hookimpl",
+    "selinon_version",
+    *_LAZY,
 ]
 
 
@@ -59,4 +87,6 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _GONE:
+        raise AttributeError(f"selinon.{name}: {_GONE[name]} (docs/upgrading.md)")
     raise AttributeError(f"module 'selinon' has no attribute {name!r}")

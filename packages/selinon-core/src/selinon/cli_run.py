@@ -245,11 +245,8 @@ def _error_record(flow: str, task: str, task_id: str) -> dict[str, str] | None:
     """What ``store_error`` kept for a failed task, where the adapter can read it back."""
     from selinon.pool import StoragePool
 
-    config = StoragePool.get_configuration().tasks[task]
     try:
-        return StoragePool.get_storage_by_task_name(task).retrieve_error(
-            flow, config.storage_task_name or task, task_id
-        )
+        return StoragePool.retrieve_error(flow, task, task_id)
     except Exception:
         return None
 

@@ -50,3 +50,59 @@ class SelinonMissingDataException(SelinonError, KeyError):
     def __str__(self) -> str:
         # KeyError quotes its argument; a readable message is more useful here.
         return str(self.args[0]) if self.args else "no record stored"
+
+
+# -- Selinon 1.x's error names ---------------------------------------------------------------------------------------
+# Each one is raised where 1.x raised it, and derives from the class this core raised there before, so that both
+# `except UnknownFlowError` (1.x code) and `except ConfigurationError` (code written for this core) catch it.
+
+SelinonException = SelinonError  # Selinon 1.x's name of the base class
+
+
+class FatalTaskError(SelinonError):
+    """Raised by a task that must not be retried: it fails at once, whatever its ``max_retry``."""
+
+
+class UnknownFlowError(ConfigurationError):
+    """A flow was asked for by a name that no loaded configuration defines."""
+
+
+class UnknownStorageError(ConfigurationError):
+    """A storage was asked for by a name that no loaded configuration defines."""
+
+
+class SelectiveNoPathError(ConfigurationError):
+    """A selective run names a task that no path of the flow reaches."""
+
+
+class ConfigNotInitializedError(ConfigurationError):
+    """The Selinon 1.x API (``run_flow``, ``Config.celery_app``, ...) was used before ``Config`` was set up."""
+
+
+class NoParentNodeError(SelinonError):
+    """A task asked for a parent (task, sub-flow, or an index of its runs) that it does not have."""
+
+
+class RequestError(SelinonError):
+    """A request that cannot be answered as asked, such as the exception of a parent that did not fail."""
+
+
+class UnknownError(SelinonError):
+    """Something that should not happen happened; the message says what."""
+
+
+class Retry(SelinonError):
+    """Raised by :meth:`SelinonTask.retry <selinon.task.SelinonTask.retry>`: run the task again after ``countdown``
+    seconds (within its ``max_retry``)."""
+
+    def __init__(self, countdown: float | None = None) -> None:
+        super().__init__(f"retry requested (countdown {countdown})")
+        self.countdown = countdown
+
+
+class FlowError(SelinonError):
+    """A flow failed; ``state`` is its final report."""
+
+    def __init__(self, state: object) -> None:
+        super().__init__(state)
+        self.state = state

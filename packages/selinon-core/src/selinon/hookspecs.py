@@ -48,8 +48,9 @@ def storage_event(
 ) -> None:
     """Observe one attempt of a storage call, after it, for logging or tracing; never given the result itself.
 
-    ``event`` is the adapter method (``connect``, ``store``, ``retrieve``, ``delete``, ``store_error``), or
-    ``retry`` for an attempt that failed with a transient error and is tried again; ``flow_name``, ``task_name``
-    and ``task_id`` are None on ``connect``; ``duration`` is the attempt's, in seconds; ``error`` is the exception
-    it raised, or None. Observers never decide: one that raises is logged once and counted, and the call goes on.
+    ``event`` is the adapter method (``connect``, ``store``, ``retrieve``, ``delete``, ``store_error``,
+    ``retrieve_error``), or ``retry`` for an attempt that failed with a transient error and is tried again;
+    ``flow_name``, ``task_name`` and ``task_id`` are None on ``connect``; ``duration`` is the attempt's, in seconds;
+    ``error`` is the exception it raised, or None. Observers never decide: one that raises is logged once and
+    counted, and the call goes on.
     """

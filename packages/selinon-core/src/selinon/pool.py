@@ -20,7 +20,14 @@ from selinon import plugins, registry, secrets
 from selinon.caches import BUILTIN as BUILTIN_CACHES
 from selinon.caches import Cache, CachedResults, CacheMissError
 from selinon.config import Configuration, StorageConfig, TaskConfig
-from selinon.errors import ConfigurationError, PluginError, SelinonError, SelinonMissingDataException, StorageError
+from selinon.errors import (
+    ConfigurationError,
+    PluginError,
+    SelinonError,
+    SelinonMissingDataException,
+    StorageError,
+    UnknownStorageError,
+)
 from selinon.secrets import Secrets
 from selinon.storage import DataStorage, ExcInfo, calls_thread_safe
 
@@ -174,7 +181,7 @@ class StoragePool:
             return cls.get_configuration().storages[storage_name]
         except KeyError:
             known = ", ".join(cls.get_configuration().storages) or "none"
-            raise ConfigurationError(
+            raise UnknownStorageError(
                 f"storage {storage_name!r} is not configured; configured storages: {known}"
             ) from None
 
@@ -252,6 +259,15 @@ class StoragePool:
             raise
         cache.end_read(read, task_id, task_name, flow_name, result)
         return result
+
+    @classmethod
+    def retrieve_error(cls, flow_name: str, task_name: str, task_id: str) -> dict[str, str]:
+        """What ``store_error`` kept of a failed task: ``{"type", "message", "traceback"}``."""
+        task = cls._task(task_name)
+        slot = cls._connected_slot(cls._storage_name(task))
+        name = task.storage_task_name or task_name
+        read = slot.adapter.retrieve_error
+        return cls._observe(slot, "retrieve_error", flow_name, name, task_id, read, flow_name, name, task_id)
 
     @classmethod
     def set(cls, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> Any:

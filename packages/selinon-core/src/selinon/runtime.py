@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from selinon import failures
 from selinon.caches import BUILTIN as BUILTIN_CACHES
 from selinon.caches import Cache, CacheMissError
-from selinon.errors import ConfigurationError, SelinonError, StorageError
+from selinon.errors import ConfigurationError, FatalTaskError, SelinonError, StorageError
 from selinon.flows import Flow, System, TaskSpec
 from selinon.pool import StoragePool
 from selinon.task import Retry, SelinonTask
@@ -40,6 +41,8 @@ class Outcome:
     error: str | None = None
     #: For a failed task: "stored", "not supported" by its storage, "no storage", or why storing it failed.
     error_record: str | None = None
+    #: For a failed task: its exception as ``{"type": "module.QualifiedName", "message": ...}``.
+    exception: dict[str, str] | None = None
 
 
 class TaskRunner:
@@ -99,8 +102,7 @@ class TaskRunner:
         try:
             cls, check = self.resolve(task_name)
         except ConfigurationError as exc:  # a task that cannot be resolved will not resolve on a retry either
-            record_id, error_record = store_error(spec, flow_name, task_id, node_args, exc)
-            return Outcome(error=describe(exc), record_id=record_id, error_record=error_record)
+            return failed(spec, flow_name, task_id, node_args, exc)
         if spec.throttle and tries == 1 and self.throttle is not None:
             time.sleep(self.throttle(f"start:task:{task_name}", spec.throttle))
         try:
@@ -119,11 +121,18 @@ class TaskRunner:
             error: Exception = RuntimeError(f"asked to be retried with no tries left (max_retry: {spec.max_retry})")
             error.__traceback__ = exc.__traceback__
         except Exception as exc:
-            if tries <= spec.max_retry:
+            if tries <= spec.max_retry and not isinstance(exc, FatalTaskError):
                 return Outcome(retry_in=spec.retry_countdown, error=describe(exc))
             error = exc
-        record_id, error_record = store_error(spec, flow_name, task_id, node_args, error)
-        return Outcome(error=describe(error), record_id=record_id, error_record=error_record)
+        return failed(spec, flow_name, task_id, node_args, error)
+
+
+def failed(spec: TaskSpec, flow_name: str, task_id: str, node_args: Any, error: Exception) -> Outcome:
+    """A task's final failure: recorded in its storage and in this process (for its fallbacks), and reported."""
+    record_id, error_record = store_error(spec, flow_name, task_id, node_args, error)
+    failures.remember(task_id, error)
+    exception = {"type": f"{type(error).__module__}.{type(error).__qualname__}", "message": str(error)}
+    return Outcome(error=describe(error), record_id=record_id, error_record=error_record, exception=exception)
 
 
 def store_error(spec: TaskSpec, flow_name: str, task_id: str, node_args: Any, error: Exception) -> tuple[Any, str]:

@@ -17,6 +17,11 @@ def make_app(
     broker: str, backend: str, prefix: str, queues: Sequence[str], config: Any, visibility_timeout: float = 30
 ) -> tuple[Celery, CeleryFlows]:
     """An app whose every key and queue carries ``prefix``, so that test runs sharing a server never meet."""
+    app = new_app(broker, backend, prefix, queues, visibility_timeout)
+    return app, attach(app, config if isinstance(config, System) else list(config), poll_interval=0.2)
+
+
+def new_app(broker: str, backend: str, prefix: str, queues: Sequence[str], visibility_timeout: float = 30) -> Celery:
     app = Celery(f"selinon-test-{prefix}", broker=broker, backend=backend, set_as_current=False)
     transport: dict[str, Any] = {}
     if broker.startswith("redis"):
@@ -37,15 +42,23 @@ def make_app(
         broker_connection_retry_on_startup=True,
         worker_prefetch_multiplier=1,
     )
-    return app, attach(app, config if isinstance(config, System) else list(config), poll_interval=0.2)
+    return app
 
 
 if "SELINON_TEST_BROKER" in os.environ:
-    app, flows = make_app(
+    _settings = (
         os.environ["SELINON_TEST_BROKER"],
         os.environ["SELINON_TEST_BACKEND"],
         os.environ["SELINON_TEST_PREFIX"],
         os.environ["SELINON_TEST_QUEUES"].split(","),
-        os.environ["SELINON_CONFIG"].split(os.pathsep),
-        float(os.environ.get("SELINON_TEST_VISIBILITY_TIMEOUT", "30")),
     )
+    _files = os.environ["SELINON_CONFIG"].split(os.pathsep)
+    _visibility_timeout = float(os.environ.get("SELINON_TEST_VISIBILITY_TIMEOUT", "30"))
+    if os.environ.get("SELINON_TEST_API") == "selinon1":  # a worker module as Selinon 1.x projects write it
+        from selinon import Config
+
+        app = new_app(*_settings, _visibility_timeout)
+        Config.set_config_yaml(_files[0], _files[1:])
+        Config.set_celery_app(app)
+    else:
+        app, flows = make_app(*_settings, _files, _visibility_timeout)

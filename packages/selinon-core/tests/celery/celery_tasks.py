@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from selinon.errors import FatalTaskError
 from selinon.task import SelinonTask
 
 
@@ -113,6 +114,24 @@ class Rescue(Recorded):
 
     def work(self, node_args: Any) -> Any:
         return {"parent": self.parent}
+
+
+class Doomed(Recorded):
+    """Fails in a way no retry can fix."""
+
+    def work(self, node_args: Any) -> Any:
+        raise FatalTaskError("the order was cancelled")
+
+
+class Excuse(Recorded):
+    """A fallback: the class and message of each failed parent's exception."""
+
+    def work(self, node_args: Any) -> Any:
+        found = {}
+        for name in sorted(self.parent):
+            exc = self.parent_task_exception(name)
+            found[name] = [type(exc).__name__, str(exc)]
+        return found
 
 
 class Step(Recorded):

@@ -19,6 +19,7 @@ ids, and an envelope whose id already succeeded does not run again.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -41,7 +42,8 @@ except ImportError as exc:  # the optional dependency
         f"selinon.celery needs Celery ({exc}); install it: pip install 'selinon-core[celery]'"
     ) from None
 
-from selinon import flows, runtime
+from selinon import failures, flows, runtime
+from selinon.celery import selinon1
 from selinon.flows import System
 from selinon.flows.dispatcher import FlowState, LocalThrottle, Start, selective_run
 from selinon.pool import CONFIG_ENV, StoragePool
@@ -97,7 +99,16 @@ def attach(
         )
     flows_ = CeleryFlows(app, config, poll_interval=poll_interval, dispatcher_queue=dispatcher_queue)
     _ATTACHED[app] = flows_
+    failures.sources.append(functools.partial(_failure, app))
+    selinon1.register(app, flows_)
     return flows_
+
+
+def _failure(app: Any, task_id: str) -> dict[str, str] | None:
+    """A failed task's exception as its envelope reported it to the result backend (see :mod:`selinon.failures`)."""
+    info = app.AsyncResult(task_id).info
+    report = info.args[0] if isinstance(info, Exception) and info.args else None
+    return report.get("exception") if isinstance(report, dict) else None
 
 
 def flows_of(app: Any) -> CeleryFlows:
@@ -304,7 +315,8 @@ class CeleryFlows:
             log.warning("task %s (%s) failed, retrying in %ss: %s", task_name, task_id, outcome.retry_in, outcome.error)
             raise task.retry(countdown=outcome.retry_in, max_retries=None)
         if outcome.error is not None:
-            raise TaskFailedError({**report, "error": outcome.error, "error_record": outcome.error_record})
+            failure = {"error": outcome.error, "error_record": outcome.error_record, "exception": outcome.exception}
+            raise TaskFailedError({**report, **failure})
         return report
 
     # -- the dispatcher ----------------------------------------------------------------------------------------

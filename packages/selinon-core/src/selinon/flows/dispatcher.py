@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from selinon import runtime
+from selinon.errors import SelectiveNoPathError
 from selinon.flows import Flow, System
 from selinon.flows.graph import covers
 from selinon.pool import StoragePool
@@ -524,7 +525,7 @@ def selective_run(
                         changed = True
         started = {n for i in chosen for n in chosen[i]}
         if not any(not flow.edges[i].from_ for i in chosen):
-            raise ConfigurationError(
+            raise SelectiveNoPathError(
                 f"selective run: no path from the start of flow {f!r} to {', '.join(sorted(targets))}"
             )
         reached |= started
@@ -532,5 +533,5 @@ def selective_run(
     for name in names:
         if name not in reached:
             where = "its flows" if follow_subflows else f"flow {flow_name!r} (to look in sub-flows, follow them)"
-            raise ConfigurationError(f"selective run: task {name!r} is not run by {where}")
+            raise SelectiveNoPathError(f"selective run: task {name!r} is not run by {where}")
     return {"task_names": names, "edges": edges}

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from selinon.config import Configuration, TaskConfig, _suggest, expand
-from selinon.errors import ConfigurationError
+from selinon.errors import ConfigurationError, UnknownFlowError
 from selinon.flows.conditions import ALWAYS, Condition
 
 
@@ -169,7 +169,7 @@ class System:
             return self.flows[name]
         except KeyError:
             defined = f"defined flows: {', '.join(self.flows) or 'none'}"
-            raise ConfigurationError(f"no flow named {name!r}; {_suggest(name, self.flows, defined)}") from None
+            raise UnknownFlowError(f"no flow named {name!r}; {_suggest(name, self.flows, defined)}") from None
 
 
 def check_cycles(flow: Flow) -> None:
