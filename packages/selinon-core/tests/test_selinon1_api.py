@@ -88,6 +88,8 @@ def test_error_names_derive_from_what_this_core_raised_there_before() -> None:
     assert selinon.SelinonException is SelinonError
     assert issubclass(selinon.Retry, SelinonError)
     assert selinon.selinon_version == selinon.__version__
+    # A 1.x custom cache imports `Cache` from selinon and `CacheMissError` from selinon.errors.
+    assert selinon.CacheMissError is selinon.errors.CacheMissError is selinon.caches.CacheMissError
 
 
 def test_set_config_yaml_gives_what_selinon_1_workers_read(project: tuple[Path, Path]) -> None:

@@ -44,11 +44,11 @@ _LAZY = {
     "run_flow_selective": "selinon.compat",
     "Trace": "selinon.trace",
     "Cache": "selinon.caches",
-    "CacheMissError": "selinon.caches",
     **dict.fromkeys(
         [
-            "ConfigNotInitializedError", "FatalTaskError", "FlowError", "NoParentNodeError", "RequestError", "Retry",
-            "SelectiveNoPathError", "SelinonException", "UnknownError", "UnknownFlowError", "UnknownStorageError",
+            "CacheMissError", "ConfigNotInitializedError", "FatalTaskError", "FlowError", "NoParentNodeError",
+            "RequestError", "Retry", "SelectiveNoPathError", "SelinonException", "UnknownError", "UnknownFlowError",
+            "UnknownStorageError",
         ],
         "selinon.errors",
     ),

@@ -11,11 +11,9 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from selinon.errors import SelinonError
+from selinon.errors import CacheMissError
 
-
-class CacheMissError(SelinonError, KeyError):
-    """The item is not in the cache."""
+__all__ = ["BUILTIN", "FIFO", "LIFO", "LRU", "MRU", "RR", "Cache", "CacheMissError", "CachedResults"]
 
 
 class Cache:

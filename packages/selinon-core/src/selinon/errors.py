@@ -79,6 +79,10 @@ class ConfigNotInitializedError(ConfigurationError):
     """The Selinon 1.x API (``run_flow``, ``Config.celery_app``, ...) was used before ``Config`` was set up."""
 
 
+class CacheMissError(SelinonError, KeyError):
+    """The item is not in the cache (raised by caches, ``selinon.caches``)."""
+
+
 class NoParentNodeError(SelinonError):
     """A task asked for a parent (task, sub-flow, or an index of its runs) that it does not have."""
 
