@@ -495,7 +495,7 @@ def _tracer_options(kind: str, options: Any, where: str) -> dict[str, str]:
             raise ConfigurationError(f"{where}: `{key}:` must be a non-empty string{shown}; quote it")
         if key == "import" and not _MODULE.match(value):
             raise ConfigurationError(f"{where}: `import:` must be a module name such as myapp.tracing, not {value!r}")
-        if (key == "method" or key == "name" and kind == "function") and not _NAME.match(value):
+        if (key == "method" or (key == "name" and kind == "function")) and not _NAME.match(value):
             raise ConfigurationError(f"{where}: `{key}:` must be a Python name such as trace_event, not {value!r}")
         if key == "dsn":
             check_references(value, f"{where}: dsn")

@@ -57,9 +57,7 @@ def storage_event(
 
 
 @hookspec
-def selinon_event(
-    event: str, fields: dict[str, Any], context: dict[str, str], exception: BaseException | None
-) -> None:
+def selinon_event(event: str, fields: dict[str, Any], context: dict[str, str], exception: BaseException | None) -> None:
     """Observe a lifecycle event of a flow, a dispatcher, a task or a storage call, for logging or tracing.
 
     ``event`` is its name (``flow.started``, ``task.failed``, ``storage.store``, ...: :mod:`selinon.events`,

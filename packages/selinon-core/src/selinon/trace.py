@@ -199,9 +199,7 @@ class _Tracers:
         self.lock = threading.Lock()
 
     @hookimpl
-    def selinon_event(
-        self, event: str, fields: dict[str, Any], exception: BaseException | None
-    ) -> None:
+    def selinon_event(self, event: str, fields: dict[str, Any], exception: BaseException | None) -> None:
         number = _NUMBERS.get(event)
         if number is not None:
             self.tell(number, details_of(event, fields), exception)
@@ -349,9 +347,9 @@ class Trace:
 
 def reset() -> None:
     """Forget every tracer, configured or added (for tests)."""
-    global _configured
+    global _configured, _sentry_dsn
     with _tracers.lock:
-        _tracers.configured, _tracers.added, _configured = [], [], ()
+        _tracers.configured, _tracers.added, _configured, _sentry_dsn = [], [], (), None
         _tracers.update()
 
 
@@ -393,9 +391,7 @@ def _function(config: TracerConfig) -> Tracer:
     if found is None:
         raise ConfigurationError(f"{config.where}: module {module!r} has no function {name!r}; check `name:`")
     if not callable(found):
-        raise ConfigurationError(
-            f"{config.where}: {module}.{name} is not a function; name one taking (event, details)"
-        )
+        raise ConfigurationError(f"{config.where}: {module}.{name} is not a function; name one taking (event, details)")
     return _Function(found, f"trace function {module}.{name}")
 
 
@@ -420,11 +416,11 @@ def _sentry(dsn: str | None, where: str) -> Tracer:
         raise ConfigurationError(
             f"{where}: tracing to Sentry needs sentry-sdk; install it: pip install 'selinon-core[sentry]'"
         ) from None
-    if dsn is not None and dsn != _sentry_dsn or dsn is None and not sdk.is_initialized():
+    if (dsn is not None and dsn != _sentry_dsn) or (dsn is None and not sdk.is_initialized()):
         # The envelope's TaskFailedError repeats a failure this tracer reports with the task's own exception.
         sdk.init(dsn=dsn, ignore_errors=["selinon.celery.TaskFailedError"])
         _sentry_dsn = dsn
-        ignore_logger = importlib.import_module("sentry_sdk.integrations.logging").ignore_logger
-        for name in _REPORTED_BY_SENTRY:
-            ignore_logger(name)
+    ignore_logger = importlib.import_module("sentry_sdk.integrations.logging").ignore_logger
+    for name in _REPORTED_BY_SENTRY:
+        ignore_logger(name)
     return _Sentry(sdk)
