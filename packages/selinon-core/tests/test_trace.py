@@ -408,3 +408,12 @@ def test_a_tracer_that_cannot_start_fails_the_executor_in_one_line(tracer: dict[
     with pytest.raises(ConfigurationError) as error:
         Executor(traced_system([tracer]))
     assert str(error.value).startswith(expected), str(error.value)
+
+
+def test_a_dsn_never_shows(tmp_path: Path) -> None:
+    (tmp_path / "nodes.yaml").write_text(
+        "global:\n  trace: {sentry: {dsn: 'https://s3cr3tk3y@sentry.example.com/1'}}\n"
+    )
+    options = flows.load([tmp_path / "nodes.yaml"]).configuration.global_options
+    assert options.trace[0].options["dsn"] == "https://s3cr3tk3y@sentry.example.com/1"
+    assert "s3cr3tk3y" not in repr(options) and "s3cr3tk3y" not in str(options.trace)
