@@ -423,3 +423,13 @@ def test_a_dsn_never_shows(tmp_path: Path) -> None:
     options = flows.load([tmp_path / "nodes.yaml"]).configuration.global_options
     assert options.trace[0].options["dsn"] == "https://s3cr3tk3y@sentry.example.com/1"
     assert "s3cr3tk3y" not in repr(options) and "s3cr3tk3y" not in str(options.trace)
+
+
+def test_selinon_1x_config_traces_through_trace() -> None:
+    import selinon
+
+    heard: list[int] = []
+    assert selinon.Trace is Trace
+    selinon.Config.trace_by_func(lambda event, details: heard.append(event))
+    assert run_flow().state == "succeeded"
+    assert {Trace.event2str(event) for event in heard} >= FLOW_EVENTS_1X

@@ -68,6 +68,7 @@ FROM_EVENTS = {
     events.STORAGE_PREFIX + "retrieve": "STORAGE_RETRIEVED",
     events.STORAGE_PREFIX + "store": "STORAGE_STORED",
     events.STORAGE_PREFIX + "store_error": "STORAGE_STORE_ERROR",
+    events.STORAGE_PREFIX + "retrieve_error": "STORAGE_RETRIEVED",
     events.STORAGE_PREFIX + "delete": "STORAGE_DELETED",
     events.STORAGE_PREFIX + "retry": "STORAGE_ISSUE",
 }
