@@ -17,9 +17,12 @@ ADAPTERS = [
     "packages/selinon-storage-mongodb",
     "packages/selinon-storage-s3",
 ]
+# Hook plugins: distributions that implement the core's hooks (the `selinon` entry-point group).
+OPENTELEMETRY = "packages/selinon-opentelemetry"
+PLUGINS = [OPENTELEMETRY]
 # The upgrade path from Selinon 1.x: `selinon` 2.x, a distribution without code (docs/upgrading.md).
 UPGRADE = "packages/selinon"
-PACKAGES = [CORE, *ADAPTERS, UPGRADE]
+PACKAGES = [CORE, *ADAPTERS, *PLUGINS, UPGRADE]
 # The core's own tests: without the suites that need every adapter (e2e, celery) or built wheels.
 CORE_ONLY = ["-m", "not wheels", "--ignore", f"{CORE}/tests/e2e", "--ignore", f"{CORE}/tests/celery"]
 # An adapter's tests, without those that run Selinon 1.4 beside it (the `compat` session runs them).
@@ -48,7 +51,7 @@ def _test_requirements(package: str) -> list[str]:
 
 @nox.session
 # The upgrade distribution has no code: its tests need built wheels and Selinon 1.x, and run in `upgrade`.
-@nox.parametrize("package", [nox.param(p, id=Path(p).name) for p in [CORE, *ADAPTERS]])
+@nox.parametrize("package", [nox.param(p, id=Path(p).name) for p in [CORE, *ADAPTERS, *PLUGINS]])
 def tests(session: nox.Session, package: str) -> None:
     """One package's tests, with core and the package installed from this checkout."""
     if not (ROOT / package / "pyproject.toml").exists():
@@ -128,7 +131,7 @@ def celery(session: nox.Session) -> None:
     """Flows on real Celery workers (Redis and RabbitMQ brokers), storing through PostgreSQL and Redis."""
     session.install(
         "-e", f"{CORE}[celery]", "-e", ADAPTERS[0], "-e", ADAPTERS[1], "celery[redis]>=5.3,<6",
-        *_test_requirements(CORE),
+        "-e", OPENTELEMETRY, *_test_requirements(CORE), *_test_requirements(OPENTELEMETRY),
     )  # fmt: skip
     session.run("pytest", f"{CORE}/tests/celery", "-m", "celery", *session.posargs)
 
@@ -163,8 +166,9 @@ def compat(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Benchmarks: one table of ratios, each measured side by side in this run (`-- --json`, `-- --quick`)."""
+    measured = [p for p in PACKAGES if p not in PLUGINS]  # hook plugins would observe, and be timed in, every flow
     session.install(
-        *[arg for p in PACKAGES for arg in ("-e", p)], "secantusdb==0.7.0b3", "moto[server]>=5,<6", "pytest", "uv",
+        *[arg for p in measured for arg in ("-e", p)], "secantusdb==0.7.0b3", "moto[server]>=5,<6", "pytest", "uv",
         "celery[redis]>=5.3,<6",
     )  # fmt: skip
     # Beside this session's environment: Selinon 1.4.0 cannot share one with selinon-core (both are `selinon`).

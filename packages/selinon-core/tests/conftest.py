@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from selinon import StoragePool, plugins, registry
+from selinon import StoragePool, plugins, registry, trace
 from selinon.testing.services import pytest_terminal_summary  # noqa: F401 - the skip summary
 
 
@@ -16,6 +16,7 @@ def fresh_state() -> Iterator[None]:
     """Each test starts with an unconfigured pool and no hook plugins beyond the entry-point ones."""
     before = set(plugins.pm.get_plugins())
     yield
+    trace.reset()
     StoragePool.reset()
     for plugin in set(plugins.pm.get_plugins()) - before:
         plugins.pm.unregister(plugin)

@@ -177,3 +177,12 @@ class Sleep(Recorded):
     def work(self, node_args: Any) -> Any:
         time.sleep(0.3)
         return {"slept": True}
+
+
+#: Only ever in the result of Marked: tests look for it in what observers were told.
+RESULT_MARKER = "only-in-a-result-7f3a"
+
+
+class Marked(Recorded):
+    def work(self, node_args: Any) -> Any:
+        return {"marker": RESULT_MARKER}

@@ -180,11 +180,12 @@ def test_stray_brace_is_explained(tmp_path: Path) -> None:
         ("global: {migration_dir: migrations}", "global: migration_dir: this version of Selinon does not support"),
         (
             "global: {trace: true}",
-            "global: trace: this version of Selinon does not support tracing yet; remove `trace:`",
+            "global: trace: must be false, a mapping of tracers such as {logging: true}, or a list of them",
         ),
         (
             "global: {trace: {function: f, import: m}}",
-            "global: trace: this version of Selinon does not support tracing",
+            "global: trace: function: must be a mapping such as {name: trace_event, import: myapp.tracing}, not a "
+            "string",
         ),
         ("global: {predicate_module: m}", "global: unknown key 'predicate_module'; did you mean 'predicates_module'?"),
         (

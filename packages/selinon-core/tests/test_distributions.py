@@ -23,6 +23,10 @@ PACKAGES = Path(__file__).parents[2]
 CORE = "selinon-core"
 ADAPTERS = sorted(p.name for p in PACKAGES.iterdir() if p.name.startswith("selinon-storage-"))
 UPGRADE = "selinon"  # the upgrade path from Selinon 1.x
+# Hook plugins (the `selinon` entry-point group), such as selinon-opentelemetry: every other package.
+HOOK_PLUGINS = sorted(
+    p.name for p in PACKAGES.iterdir() if (p / "pyproject.toml").exists() and p.name not in (CORE, UPGRADE, *ADAPTERS)
+)
 # Every extra of Selinon 1.4 (its METADATA's Provides-Extra), which 1.x users keep typing.
 SELINON_1X_EXTRAS = {"celery", "mongodb", "postgresql", "redis", "s3", "sentry"}
 
@@ -51,7 +55,7 @@ def test_four_adapters_exist() -> None:
     ]
 
 
-@pytest.mark.parametrize("name", [CORE, *ADAPTERS, UPGRADE])
+@pytest.mark.parametrize("name", [CORE, *ADAPTERS, *HOOK_PLUGINS, UPGRADE])
 def test_version_matches_changelog(name: str) -> None:
     version = project(name)["version"]
     versions = changelog_versions(name)
@@ -64,7 +68,7 @@ def test_core_version_matches_package() -> None:
     assert project(CORE)["version"] == selinon.__version__
 
 
-@pytest.mark.parametrize("name", ADAPTERS)
+@pytest.mark.parametrize("name", [*ADAPTERS, *HOOK_PLUGINS])
 def test_adapter_core_range(name: str) -> None:
     requirement = core_requirement(name)
     specifier = requirement.specifier
@@ -93,13 +97,20 @@ def test_core_extra_admits_the_adapter(name: str) -> None:
     assert requirement.specifier.contains(project(name)["version"], prereleases=True)
 
 
-@pytest.mark.parametrize("name", [CORE, *ADAPTERS, UPGRADE])
+@pytest.mark.parametrize("name", [CORE, *ADAPTERS, *HOOK_PLUGINS, UPGRADE])
 def test_metadata_is_complete(name: str) -> None:
     meta = project(name)
     for key in ("description", "readme", "requires-python", "license", "classifiers", "urls", "authors"):
         assert meta.get(key), f"{name}: pyproject.toml lacks project.{key}"
     assert meta["requires-python"] == ">=3.10"
     assert (PACKAGES / name / "README.md").stat().st_size > 500, f"{name}: write a README"
+
+
+def test_hook_plugins_register_through_the_selinon_entry_point_group() -> None:
+    assert HOOK_PLUGINS == ["selinon-opentelemetry"]
+    for name in HOOK_PLUGINS:
+        entry_points = tomllib.loads((PACKAGES / name / "pyproject.toml").read_text())["project"]["entry-points"]
+        assert entry_points.get("selinon"), f"{name}: declare its plugin under [project.entry-points.selinon]"
 
 
 def test_upgrade_distribution_is_a_new_major_version_without_dependencies() -> None:

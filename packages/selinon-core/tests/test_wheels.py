@@ -60,7 +60,7 @@ def classnames(env: Path) -> dict[str, str]:
 
 def test_wheels_were_built(dist: Path) -> None:
     names = {p.name.split("-")[0] for p in dist.glob("*.whl")}
-    assert names == {"selinon", "selinon_core"} | {d.replace("-", "_") for d in ADAPTERS}
+    assert names == {"selinon", "selinon_core", "selinon_opentelemetry"} | {d.replace("-", "_") for d in ADAPTERS}
 
 
 def test_upgrade_wheel_holds_metadata_only(dist: Path) -> None:
@@ -94,6 +94,14 @@ def _requires(env: Path, distribution: str) -> list[str]:
     script = f"import importlib.metadata as m; print('\\n'.join(m.requires({distribution!r}) or []))"
     out = subprocess.run([str(env / "bin" / "python"), "-c", script], capture_output=True, text=True, check=True).stdout
     return [line for line in out.splitlines() if line and "extra ==" not in line]
+
+
+def test_core_and_the_opentelemetry_plugin(tmp_path: Path, dist: Path) -> None:
+    env = fresh_env(tmp_path, dist, "selinon-opentelemetry")
+    rows = selinon_json(env, "plugins", "check")
+    checked = {p.get("name") or p["classname"]: p["status"] for p in rows}  # type: ignore[attr-defined]
+    assert checked["opentelemetry"] == "ok" and set(checked.values()) == {"ok"}, checked
+    assert "opentelemetry-api" in installed(env) and "opentelemetry-sdk" not in installed(env)
 
 
 def test_all_together(tmp_path: Path, dist: Path) -> None:

@@ -45,6 +45,9 @@ TASK_KEYS = (
 #: yet, so that a configuration never relies on a key that does nothing.
 GLOBAL_KEYS = ("predicates_module", "trace", "default_task_queue", "default_dispatcher_queue")
 GLOBAL_NOT_YET = ("migration_dir",)
+#: The tracers ``global: trace`` may name (Selinon 1.x's), and the keys of those that take a mapping.
+TRACERS = ("logging", "json", "function", "sentry", "storage")
+TRACER_KEYS = {"function": ("name", "import"), "sentry": ("dsn",), "storage": ("name", "method")}
 
 _REFERENCE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -114,6 +117,28 @@ class TaskConfig:
 
 
 @dataclass(frozen=True)
+class TracerConfig:
+    """One tracer of ``global: trace`` (run by :mod:`selinon.trace`): ``kind`` is one of :data:`TRACERS`.
+
+    ``options``: for ``function``, ``import`` and ``name``; for ``sentry``, ``dsn`` (``{NAME}`` references
+    expanded when the tracer starts); for ``storage``, ``name`` and ``method``."""
+
+    kind: str
+    options: dict[str, str] = field(default_factory=dict)
+    source: str = "<configuration>"
+
+    @property
+    def where(self) -> str:
+        return f"{self.source}: global: trace: {self.kind}"
+
+    def __repr__(self) -> str:  # a Sentry DSN holds its project's key
+        shown = {k: ("***" if k == "dsn" else v) for k, v in self.options.items()}
+        return f"TracerConfig(kind={self.kind!r}, options={shown!r})"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
 class GlobalOptions:
     """The ``global:`` section, merged from every file (a key may be set in one file only)."""
 
@@ -122,6 +147,8 @@ class GlobalOptions:
     #: Celery queues of tasks and of dispatchers that name none (``{NAME}`` expanded when a message is sent).
     default_task_queue: str | None = None
     default_dispatcher_queue: str | None = None
+    #: The tracers of ``trace:``, in order (none for ``trace: false``).
+    trace: tuple[TracerConfig, ...] = ()
     #: The file that set each key, for errors about it.
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -186,6 +213,13 @@ def from_documents(documents: Iterable[tuple[str, Any]], environ: Mapping[str, s
                 config.other.setdefault(key, []).append(document[key])
         if document.get("global") is not None:
             config.global_options = _global(document["global"], source, config.global_options)
+    for tracer in config.global_options.trace:
+        name = tracer.options.get("name", "")
+        if tracer.kind == "storage" and name not in config.storages:
+            raise ConfigurationError(
+                f"{tracer.where}: storage {name!r} is not defined; "
+                f"{_suggest(name, list(config.storages), 'add it under `storages:`')}"
+            )
     for task in config.tasks.values():
         if task.storage is not None and task.storage not in config.storages:
             raise ConfigurationError(
@@ -379,6 +413,7 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
         "predicates_module": merged.predicates_module,
         "default_task_queue": merged.default_task_queue,
         "default_dispatcher_queue": merged.default_dispatcher_queue,
+        "trace": merged.trace,
     }
     sources = dict(merged.sources)
     for key, value in section.items():
@@ -392,11 +427,8 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
         if key in sources:
             raise ConfigurationError(f"{where}: set twice (also in {sources[key]}); keep one")
         sources[key] = source
-        if key == "trace" and value is not False:
-            raise ConfigurationError(
-                f"{where}: this version of Selinon does not support tracing yet; remove `trace:` "
-                "(or write `trace: false`)"
-            )
+        if key == "trace":
+            values[key] = _trace(value, where, source)
         if key == "predicates_module":
             if not isinstance(value, str) or not _MODULE.match(value):
                 raise ConfigurationError(f"{where}: must be a module name such as myapp.predicates, not {value!r}")
@@ -407,6 +439,68 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
             check_references(value, where)
             values[key] = value
     return GlobalOptions(**values, sources=sources)
+
+
+def _trace(value: Any, where: str, source: str) -> tuple[TracerConfig, ...]:
+    """``trace:``: false, a mapping of tracers (``{logging: true, json: true}``), or a list of such mappings."""
+    if value is False:
+        return ()
+    entries = value if isinstance(value, list) else [value]
+    if not entries or not all(isinstance(entry, dict) and entry for entry in entries):
+        raise ConfigurationError(
+            f"{where}: must be false, a mapping of tracers such as {{logging: true}}, or a list of them "
+            f"(tracers: {', '.join(TRACERS)}), not {_kind_of(value)}"
+        )
+    tracers: list[TracerConfig] = []
+    for entry in entries:
+        for kind, options in entry.items():
+            if kind not in TRACERS:
+                raise ConfigurationError(f"{where}: unknown tracer {kind!r}; {_suggest(str(kind), TRACERS)}")
+            here = f"{where}: {kind}"
+            if kind in ("logging", "json"):
+                if not isinstance(options, bool):
+                    raise ConfigurationError(f"{here}: must be true or false, not {_kind_of(options)}")
+                if any(t.kind == kind for t in tracers):
+                    raise ConfigurationError(f"{here}: set twice; keep one")
+                if options:
+                    tracers.append(TracerConfig(kind, source=source))
+                continue
+            tracers.append(TracerConfig(kind, _tracer_options(kind, options, here), source))
+    return tuple(tracers)
+
+
+def _tracer_options(kind: str, options: Any, where: str) -> dict[str, str]:
+    keys = TRACER_KEYS[kind]
+    example = {
+        "function": "{name: trace_event, import: myapp.tracing}",
+        "sentry": "{dsn: 'https://KEY@sentry.example.com/1'}",
+        "storage": "{name: TraceStorage, method: trace}",
+    }[kind]
+    if not isinstance(options, dict):
+        raise ConfigurationError(f"{where}: must be a mapping such as {example}, not {_kind_of(options)}")
+    for key in options:
+        if key not in keys:
+            raise ConfigurationError(f"{where}: unknown key {key!r}; {_suggest(str(key), keys)}")
+    found: dict[str, str] = {}
+    for key in keys:
+        if kind == "storage" and key == "method" and key not in options:
+            found[key] = "trace"  # Selinon 1.x's default
+            continue
+        if options.get(key) is None:
+            raise ConfigurationError(f"{where}: `{key}:` is missing; add it, as in {example}")
+        value = options[key]
+        if not isinstance(value, str) or not value:
+            # A DSN holds a key: it is never shown, not even when it is of the wrong type.
+            shown = "" if key == "dsn" else f", not {_kind_of(value)}"
+            raise ConfigurationError(f"{where}: `{key}:` must be a non-empty string{shown}; quote it")
+        if key == "import" and not _MODULE.match(value):
+            raise ConfigurationError(f"{where}: `import:` must be a module name such as myapp.tracing, not {value!r}")
+        if (key == "method" or (key == "name" and kind == "function")) and not _NAME.match(value):
+            raise ConfigurationError(f"{where}: `{key}:` must be a Python name such as trace_event, not {value!r}")
+        if key == "dsn":
+            check_references(value, f"{where}: dsn")
+        found[key] = value
+    return found
 
 
 def _required(entry: dict[str, Any], key: str, where: str) -> str:
@@ -423,6 +517,13 @@ def _string(entry: dict[str, Any], key: str, where: str) -> str | None:
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"{where}: `{key}:` must be a non-empty string, not {_type_name(value)}; quote it")
     return value
+
+
+def _kind_of(value: Any) -> str:
+    """What a value is, for errors: an empty string is told apart from a string."""
+    if isinstance(value, str) and value:
+        return "a string"
+    return "null" if value is None else _type_name(value)
 
 
 def _type_name(value: Any) -> str:

@@ -18,7 +18,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
-from selinon import runtime
+from selinon import events, runtime, trace
 from selinon.flows import Flow, System, dispatcher
 from selinon.flows.dispatcher import FlowState, Start
 from selinon.pool import StoragePool
@@ -46,6 +46,8 @@ class NodeRun:
     error_record: str | None = None
     subflow: FlowRun | None = None
     node_args: Any = None
+    #: Its flow's event context (selinon.events), for its tries.
+    context: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(eq=False)
@@ -102,6 +104,7 @@ class Executor:
         self._throttle = dispatcher.LocalThrottle()
         self._tasks = runtime.TaskRunner(system, self._throttle)
         StoragePool.configure(system.configuration)
+        trace.configure(system.configuration)
 
     def run(self, flow_name: str, node_args: Any = None) -> FlowRun:
         """Run the flow to its end and return what happened; a failed flow is a state, not an exception."""
@@ -126,8 +129,17 @@ class Executor:
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._sequence = itertools.count()
         self._root = FlowRun(self.system.flows[flow_name], str(uuid.uuid4()), node_args)
+        context: dict[str, str] = {}
+        events.emit(
+            events.FLOW_SCHEDULED,
+            context,
+            flow_name=flow_name,
+            flow_id=self._root.id,
+            executor="local",
+            selective=selective is not None,
+        )
         with ThreadPoolExecutor(self.concurrency, thread_name_prefix="selinon-task") as self._threads:
-            self._begin(self._root, {}, selective)
+            self._begin(self._root, {}, selective, context)
             while self._futures or self._timers:
                 timeout = max(0.0, self._timers[0][0] - time.monotonic()) if self._timers else None
                 if self._futures:
@@ -142,10 +154,13 @@ class Executor:
 
     # -- dispatching (the caller's thread) ----------------------------------------------------------------------
 
-    def _begin(self, flow_run: FlowRun, parent: dict[str, Any], selective: dict[str, Any] | None) -> None:
+    def _begin(
+        self, flow_run: FlowRun, parent: dict[str, Any], selective: dict[str, Any] | None, context: dict[str, str]
+    ) -> None:
         flow_run.dispatch = FlowState(
-            self.system, flow_run.flow, flow_run.id, flow_run.node_args, parent=parent, selective=selective
-        )
+            self.system, flow_run.flow, flow_run.id, flow_run.node_args, parent=parent, selective=selective,
+            context=context,
+        )  # fmt: skip
         self._look(flow_run)
 
     def _look(self, flow_run: FlowRun, look_again: bool = False) -> None:
@@ -182,9 +197,10 @@ class Executor:
             node.state = "running"
             node.subflow = FlowRun(self.system.flows[start.name], node.id, start.node_args, parent_node=node)
             subflow = node.subflow
-            self._after(start.countdown, lambda: self._begin(subflow, start.parent, start.selective))
+            self._after(start.countdown, lambda: self._begin(subflow, start.parent, start.selective, start.context))
         else:
             node.storage = self.system.tasks[start.name].config.storage
+            node.context = start.context
             self._after(start.countdown, lambda: self._submit(node))
 
     def _after(self, countdown: float | None, action: Callable[[], None]) -> None:
@@ -248,5 +264,5 @@ class Executor:
     def _attempt(self, node: NodeRun) -> Outcome:
         flow_run = node.flow_run
         return self._tasks.attempt(
-            node.name, flow_run.name, flow_run.id, node.id, node.parent, node.node_args, node.tries
+            node.name, flow_run.name, flow_run.id, node.id, node.parent, node.node_args, node.tries, node.context
         )

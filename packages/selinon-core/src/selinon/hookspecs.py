@@ -54,3 +54,17 @@ def storage_event(
     ``error`` is the exception it raised, or None. Observers never decide: one that raises is logged once and
     counted, and the call goes on.
     """
+
+
+@hookspec
+def selinon_event(event: str, fields: dict[str, Any], context: dict[str, str], exception: BaseException | None) -> None:
+    """Observe a lifecycle event of a flow, a dispatcher, a task or a storage call, for logging or tracing.
+
+    ``event`` is its name (``flow.started``, ``task.failed``, ``storage.store``, ...: :mod:`selinon.events`,
+    and docs/operating.md for each event's fields). ``fields`` are plain JSON data (names, ids, tries, error
+    text, seconds); never a task's result. Read them, do not change them. ``exception`` is the exception behind
+    ``task.retry`` and ``task.failed``, else None. ``context`` ties the events of one flow run or one try of a
+    task together across processes (see :mod:`selinon.events`): an observer may write ``str`` entries into it on
+    ``flow.scheduled``, ``flow.started`` and ``task.started``, and reads them back on the later events of that
+    run or try. Observers never decide: one that raises is logged once and counted, and the flow goes on.
+    """

@@ -27,7 +27,8 @@ pm.add_hookspecs(hookspecs)
 broken_plugins: dict[str, str] = {}
 #: The distribution (name, version) of each entry-point plugin, by plugin name.
 plugin_distributions: dict[str, tuple[str, str]] = {}
-#: How many times each plugin's ``storage_event`` raised in this process (logged the first time only).
+#: How many times each plugin's observer hooks (``storage_event``, ``selinon_event``) raised in this process
+#: (logged the first time only).
 observer_failures: Counter[str] = Counter()
 _failures_lock = threading.Lock()
 _loaded = False
@@ -84,17 +85,22 @@ def describe(name: str) -> str:
     return f"{name!r}" + (f" ({dist[0]} {dist[1]})" if dist else "")
 
 
-def observer_failed(impl: pluggy.HookImpl, reason: str) -> None:
-    """A ``storage_event`` implementation raised: count it, and log it the first time for its plugin."""
-    name = name_of(impl.plugin)
+def observer_failed(impl: pluggy.HookImpl, reason: str, hook: str = "storage_event") -> None:
+    """An observer hook's implementation raised: count it, and log it the first time for its plugin."""
+    observer_raised(name_of(impl.plugin), reason, hook)
+
+
+def observer_raised(name: str, reason: str, hook: str) -> None:
+    """Count a failure of observer ``name`` (a plugin, or a tracer of :mod:`selinon.trace`); log the first."""
     with _failures_lock:
         observer_failures[name] += 1
         first = observer_failures[name] == 1
     if first:
         log.error(
-            "hook plugin %s raised in storage_event, which is ignored (storage calls go on unchanged; its further "
+            "hook plugin %s raised in %s, which is ignored (flows and storage calls go on unchanged; its further "
             "failures are counted in selinon.plugins.observer_failures, not logged): %s",
             describe(name),
+            hook,
             reason,
         )
 

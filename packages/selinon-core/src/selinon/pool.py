@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar, NamedTuple, TypeVar
 
 from selinon import config as config_module
-from selinon import plugins, registry, secrets
+from selinon import events, plugins, registry, secrets
 from selinon.caches import BUILTIN as BUILTIN_CACHES
 from selinon.caches import Cache, CachedResults, CacheMissError
 from selinon.config import Configuration, StorageConfig, TaskConfig
@@ -385,13 +385,15 @@ class StoragePool:
         cls._lock = threading.RLock()
 
 
-def _event_hook() -> list[Any] | None:
-    """The ``storage_event`` implementations, or None when no plugin implements it."""
-    return plugins.implementations("storage_event") or None
+def _event_hook() -> tuple[list[Any], events.Observers | None] | None:
+    """The ``storage_event`` and ``selinon_event`` implementations, or None when no plugin implements either."""
+    storage_hooks = plugins.implementations("storage_event")
+    event_hooks = events.observers()
+    return (storage_hooks, event_hooks) if storage_hooks or event_hooks else None
 
 
 def _emit(
-    hook: list[Any] | None,
+    hook: tuple[list[Any], events.Observers | None] | None,
     slot: _Slot,
     event: str,
     flow_name: str | None,
@@ -400,7 +402,8 @@ def _emit(
     began: float,
     error: BaseException | None,
 ) -> None:
-    """Tell every observer; one that raises is logged and counted, and changes nothing of the call's outcome."""
+    """Tell every observer (``storage_event``, and ``selinon_event`` as ``storage.<event>``); one that raises is
+    logged and counted, and changes nothing of the call's outcome."""
     if hook is None:
         return
     if error is not None and secrets.leaks(error, slot.secrets):
@@ -414,11 +417,20 @@ def _emit(
         "duration": time.perf_counter() - began,
         "error": error,
     }
-    for impl in hook:
+    storage_hooks, event_hooks = hook
+    for impl in storage_hooks:
         try:
             plugins.call(impl, arguments)
         except Exception as exc:
             plugins.observer_failed(impl, secrets.scrub(f"{type(exc).__name__}: {exc}", slot.secrets))
+    if event_hooks is not None:
+        scope = events.current_scope()
+        fields = {**arguments, "flow_id": None if scope is None else scope.flow_id}
+        del fields["event"]
+        if error is not None:
+            fields["error"] = secrets.scrub(f"{type(error).__name__}: {error}", slot.secrets)
+        context = {} if scope is None else scope.context
+        events.tell(event_hooks, events.STORAGE_PREFIX + event, fields, context)
 
 
 def _storage_error(slot: _Slot, what: str, exc: BaseException) -> StorageError:

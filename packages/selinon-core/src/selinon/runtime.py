@@ -15,11 +15,11 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from selinon import failures
+from selinon import events, failures
 from selinon.caches import BUILTIN as BUILTIN_CACHES
 from selinon.caches import Cache, CacheMissError
 from selinon.errors import ConfigurationError, FatalTaskError, SelinonError, StorageError
@@ -43,6 +43,8 @@ class Outcome:
     error_record: str | None = None
     #: For a failed task: its exception as ``{"type": "module.QualifiedName", "message": ...}``.
     exception: dict[str, str] | None = None
+    #: The exception behind ``error`` (for observers), never sent anywhere.
+    raised: BaseException | None = field(default=None, repr=False, compare=False)
 
 
 class TaskRunner:
@@ -93,11 +95,52 @@ class TaskRunner:
         parent: dict[str, Any],
         node_args: Any,
         tries: int,
+        context: dict[str, str] | None = None,
     ) -> Outcome:
         """Try ``task_name`` once (``tries`` counts this try): run it, check its result, store it.
 
         A try that fails with tries left asks for a retry; the last one records its error through ``store_error``.
+        Observers hear ``task.started`` and how the try ended; ``context`` is the flow's (see selinon.events).
         """
+        hooks = events.observers()
+        if hooks is None:
+            return self._attempt(task_name, flow_name, flow_id, task_id, parent, node_args, tries)
+        context = dict(context or {})
+        fields = {
+            "flow_name": flow_name,
+            "flow_id": flow_id,
+            "task_name": task_name,
+            "task_id": task_id,
+            "parent": parent,
+            "tries": tries,
+        }
+        events.tell(hooks, events.TASK_STARTED, dict(fields), context)
+        began = time.perf_counter()
+        with events.scope(flow_id, context):
+            outcome = self._attempt(task_name, flow_name, flow_id, task_id, parent, node_args, tries)
+        fields["duration"] = time.perf_counter() - began
+        if outcome.retry_in is not None:
+            fields.update(error=outcome.error, countdown=outcome.retry_in)
+            events.tell(hooks, events.TASK_RETRY, fields, context, outcome.raised)
+        elif outcome.error is not None:
+            fields.update(error=outcome.error, error_record=outcome.error_record)
+            events.tell(hooks, events.TASK_FAILED, fields, context, outcome.raised)
+        else:
+            storage = self.system.tasks[task_name].config.storage
+            fields.update(storage=storage, record_id=_plain(outcome.record_id))
+            events.tell(hooks, events.TASK_SUCCEEDED, fields, context)
+        return outcome
+
+    def _attempt(
+        self,
+        task_name: str,
+        flow_name: str,
+        flow_id: str,
+        task_id: str,
+        parent: dict[str, Any],
+        node_args: Any,
+        tries: int,
+    ) -> Outcome:
         spec = self.system.tasks[task_name]
         try:
             cls, check = self.resolve(task_name)
@@ -117,12 +160,12 @@ class TaskRunner:
         except Retry as exc:
             if tries <= spec.max_retry:
                 countdown = spec.retry_countdown if exc.countdown is None else exc.countdown
-                return Outcome(retry_in=countdown, error="the task asked to be retried")
+                return Outcome(retry_in=countdown, error="the task asked to be retried", raised=exc)
             error: Exception = RuntimeError(f"asked to be retried with no tries left (max_retry: {spec.max_retry})")
             error.__traceback__ = exc.__traceback__
         except Exception as exc:
             if tries <= spec.max_retry and not isinstance(exc, FatalTaskError):
-                return Outcome(retry_in=spec.retry_countdown, error=describe(exc))
+                return Outcome(retry_in=spec.retry_countdown, error=describe(exc), raised=exc)
             error = exc
         return failed(spec, flow_name, task_id, node_args, error)
 
@@ -132,7 +175,14 @@ def failed(spec: TaskSpec, flow_name: str, task_id: str, node_args: Any, error: 
     record_id, error_record = store_error(spec, flow_name, task_id, node_args, error)
     failures.remember(task_id, error)
     exception = {"type": f"{type(error).__module__}.{type(error).__qualname__}", "message": str(error)}
-    return Outcome(error=describe(error), record_id=record_id, error_record=error_record, exception=exception)
+    return Outcome(
+        error=describe(error), record_id=record_id, error_record=error_record, exception=exception, raised=error
+    )
+
+
+def _plain(value: Any) -> Any:
+    """A record id as JSON can hold it (adapters return strings, numbers or driver objects)."""
+    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 
 def store_error(spec: TaskSpec, flow_name: str, task_id: str, node_args: Any, error: Exception) -> tuple[Any, str]:

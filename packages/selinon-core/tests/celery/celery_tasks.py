@@ -176,3 +176,12 @@ class Stamp(Recorded):
 
     def work(self, node_args: Any) -> Any:
         return {"at": time.time()}
+
+
+class Flaky(Recorded):
+    """Fails its first try; its second succeeds (max_retry: 1)."""
+
+    def work(self, node_args: Any) -> Any:
+        if self.try_number == 1:
+            raise ConnectionError("the courier is late")
+        return {"tries": self.try_number}

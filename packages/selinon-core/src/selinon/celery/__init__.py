@@ -42,7 +42,7 @@ except ImportError as exc:  # the optional dependency
         f"selinon.celery needs Celery ({exc}); install it: pip install 'selinon-core[celery]'"
     ) from None
 
-from selinon import failures, flows, runtime
+from selinon import events, failures, flows, runtime, trace
 from selinon.celery import selinon1
 from selinon.flows import System
 from selinon.flows.dispatcher import FlowState, LocalThrottle, Start, selective_run
@@ -192,6 +192,7 @@ class CeleryFlows:
         self._local_throttle = LocalThrottle()
         self.runner = runtime.TaskRunner(system, self.throttle)
         StoragePool.configure(system.configuration)
+        trace.configure(system.configuration)
         # Acknowledged once done, and requeued when the worker running them dies: a message is never lost.
         options = {"bind": True, "shared": False, "acks_late": True, "reject_on_worker_lost": True}
 
@@ -202,11 +203,20 @@ class CeleryFlows:
             state: dict[str, Any] | None = None,
             parent: dict[str, Any] | None = None,
             selective: dict[str, Any] | None = None,
+            context: dict[str, str] | None = None,
         ) -> Any:
-            return self._dispatch(task, flow_name, node_args, state, parent, selective)
+            return self._dispatch(task, flow_name, node_args, state, parent, selective, context)
 
-        def envelope(task: Any, flow_name: str, task_name: str, node_args: Any, parent: Any, flow_id: str) -> Any:
-            return self._envelope(task, flow_name, task_name, node_args, parent, flow_id)
+        def envelope(
+            task: Any,
+            flow_name: str,
+            task_name: str,
+            node_args: Any,
+            parent: Any,
+            flow_id: str,
+            context: dict[str, str] | None = None,
+        ) -> Any:
+            return self._envelope(task, flow_name, task_name, node_args, parent, flow_id, context)
 
         # The dispatcher keeps its own backend record (RUNNING, with the report): no STARTED state over it.
         self.dispatcher: Any = app.task(name=DISPATCHER, track_started=False, **options)(dispatcher)
@@ -233,7 +243,18 @@ class CeleryFlows:
     def _start(self, flow_name: str, node_args: Any, selective: dict[str, Any] | None) -> str:
         self.system.flow(flow_name)
         flow_id = str(uuid.uuid4())
-        kwargs = {} if selective is None else {"selective": selective}
+        kwargs: dict[str, Any] = {} if selective is None else {"selective": selective}
+        context: dict[str, str] = {}
+        events.emit(
+            events.FLOW_SCHEDULED,
+            context,
+            flow_name=flow_name,
+            flow_id=flow_id,
+            executor="celery",
+            selective=selective is not None,
+        )
+        if context:  # what observers want the flow's own events to start from (selinon.events)
+            kwargs["context"] = context
         self.dispatcher.apply_async((flow_name, node_args), kwargs, task_id=flow_id, queue=self.flow_queue(flow_name))
         return flow_id
 
@@ -300,7 +321,14 @@ class CeleryFlows:
     # -- the task envelope -------------------------------------------------------------------------------------
 
     def _envelope(
-        self, task: Any, flow_name: str, task_name: str, node_args: Any, parent: dict[str, str], flow_id: str
+        self,
+        task: Any,
+        flow_name: str,
+        task_name: str,
+        node_args: Any,
+        parent: dict[str, str],
+        flow_id: str,
+        context: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         task_id = task.request.id
         earlier = task.AsyncResult(task_id)
@@ -308,7 +336,7 @@ class CeleryFlows:
             log.info("task %s (%s) already succeeded; not run again", task_name, task_id)
             return dict(earlier.result)
         tries = task.request.retries + 1
-        outcome = self.runner.attempt(task_name, flow_name, flow_id, task_id, parent, node_args, tries)
+        outcome = self.runner.attempt(task_name, flow_name, flow_id, task_id, parent, node_args, tries, context)
         storage = self.system.tasks[task_name].config.storage
         report = {"tries": tries, "storage": storage, "record_id": _plain(outcome.record_id)}
         if outcome.retry_in is not None:
@@ -329,6 +357,7 @@ class CeleryFlows:
         state: dict[str, Any] | None,
         parent: dict[str, Any] | None,
         selective: dict[str, Any] | None,
+        context: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         flow_id = task.request.id
         flow = self.system.flow(flow_name)
@@ -341,11 +370,13 @@ class CeleryFlows:
             wait = self.throttle(f"start:flow:{flow_name}", flow.throttle)
             if wait > 0:
                 arguments = {"state": {"gated": True}, "parent": parent, "selective": selective}
+                if context:
+                    arguments["context"] = context
                 task.apply_async(
                     (flow_name, node_args), arguments, task_id=flow_id, queue=self.flow_queue(flow_name), countdown=wait
                 )
                 raise Ignore()
-        run = FlowState(self.system, flow, flow_id, node_args, parent, selective, state.get("flow"))
+        run = FlowState(self.system, flow, flow_id, node_args, parent, selective, state.get("flow"), context, "celery")
         try:
             for node in run.watched():
                 self._poll(run, node)
@@ -357,7 +388,9 @@ class CeleryFlows:
             # Something other than a condition (the backend, the broker) kept this pass from ending: redo it from
             # the same state, within the flow's dispatcher retries.
             what = f"flow {flow_name!r} ({flow_id}): dispatcher pass failed: {runtime.describe(exc)}"
-            run = FlowState(self.system, flow, flow_id, node_args, parent, selective, state.get("flow"))
+            run = FlowState(
+                self.system, flow, flow_id, node_args, parent, selective, state.get("flow"), context, "celery"
+            )
             if not run.count_retry(what):
                 return _report(run, pass_number)
             countdown = flow.retry_countdown
@@ -380,6 +413,8 @@ class CeleryFlows:
     def _send(self, run: FlowState, start: Start) -> None:
         if start.kind == "flow":
             arguments = {"parent": start.parent, "selective": start.selective}
+            if start.context:
+                arguments["context"] = start.context
             self.dispatcher.apply_async(
                 (start.name, start.node_args),
                 arguments,
@@ -390,6 +425,7 @@ class CeleryFlows:
         else:
             self.task.apply_async(
                 (run.flow.name, start.name, start.node_args, start.parent, run.flow_id),
+                {"context": start.context} if start.context else None,
                 task_id=start.id,
                 queue=self.task_queue(start.name),
                 countdown=start.countdown,

@@ -17,10 +17,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from selinon import runtime
+from selinon import events, runtime
 from selinon.errors import SelectiveNoPathError
 from selinon.flows import Flow, System
 from selinon.flows.graph import covers
@@ -47,6 +47,8 @@ class Start:
     countdown: float | None = None
     #: For a sub-flow run selectively: its share of the selective run.
     selective: dict[str, Any] | None = None
+    #: The starting flow's event context (selinon.events), for the node's own start event; empty without observers.
+    context: dict[str, str] = field(default_factory=dict)
 
 
 class LocalThrottle:
@@ -76,6 +78,8 @@ class FlowState:
         parent: dict[str, Any] | None = None,
         selective: dict[str, Any] | None = None,
         data: dict[str, Any] | None = None,
+        context: dict[str, str] | None = None,
+        executor: str = "local",
     ) -> None:
         self.system = system
         self.flow = flow
@@ -100,6 +104,14 @@ class FlowState:
         self.eager: bool = data.get("eager", False)
         self.fallbacks_run: int = data.get("fallbacks_run", 0)
         self.previous_retry: float | None = data.get("previous_retry")
+        #: Event context (selinon.events): given by whoever started the flow until the flow starts, then its own.
+        self.context: dict[str, str] = data.get("context") or dict(context or {})
+        #: When the flow started (time.time()) and how many looks its dispatcher took, for events.
+        self.started_at: float | None = data.get("started_at")
+        self.passes: int = data.get("passes", 0)
+        self.executor = executor
+        self._end_told = False
+        self._hooks: events.Observers | None = None
         self._by_id = {node["id"]: node for node in self.nodes}
         self._new_started: list[str] = []
         self._new_fallbacks: list[str] = []
@@ -117,6 +129,9 @@ class FlowState:
             "eager": self.eager,
             "fallbacks_run": self.fallbacks_run,
             "previous_retry": self.previous_retry,
+            **({"context": self.context} if self.context else {}),
+            **({"started_at": self.started_at} if self.started_at is not None else {}),
+            **({"passes": self.passes} if self.passes else {}),
         }
 
     # -- what drivers read -------------------------------------------------------------------------------------
@@ -159,17 +174,42 @@ class FlowState:
         must be evaluated again later (after the flow's ``retry_countdown``). ``look_again=False`` leaves the
         evaluations already waiting for that retry alone."""
         held = set() if look_again else set(self.pending)
-        starts, retry = self._advance(throttle, held)
+        hooks = events.observers()
+        if hooks is None:
+            starts, retry = self._advance(throttle, held, None)
+            return starts, retry or bool(self.pending)
+        began = time.perf_counter()
+        self.passes += 1
+        with events.scope(self.flow_id, self.context):
+            starts, retry = self._advance(throttle, held, hooks)
+        self._tell_end(hooks)
+        fields = {
+            **self._fields(),
+            "executor": self.executor,
+            "pass": self.passes,
+            "started": len(starts),
+            "waiting": len(self.waiting()),
+            "done": self.done,
+            "duration": time.perf_counter() - began,
+        }
+        events.tell(hooks, events.DISPATCHER_PASS, fields, self.context)
         return starts, retry or bool(self.pending)
 
-    def _advance(self, throttle: Throttle, held: set[tuple[int, tuple[str, ...]]]) -> tuple[list[Start], bool]:
+    def _advance(
+        self, throttle: Throttle, held: set[tuple[int, tuple[str, ...]]], hooks: events.Observers | None
+    ) -> tuple[list[Start], bool]:
         starts: list[Start] = []
         self._new_started, self._new_fallbacks = [], []
+        self._hooks = hooks
         if self.done and self.started:
             return starts, False
         if not self.started:
             self.started = True
             self.pending = [(i, ()) for i in runtime.starting_edges(self.flow) if self._selected(i) is not False]
+            if hooks is not None:
+                self.started_at = time.time()
+                fields = {**self._fields(), "executor": self.executor, "selective": self.selective is not None}
+                events.tell(hooks, events.FLOW_STARTED, fields, self.context)
         retry = False
         while True:
             progressed, unread = self._take_ended()
@@ -218,15 +258,48 @@ class FlowState:
         """Use one of the flow's dispatcher retries; False (and the flow failed) when none is left."""
         if self.retries >= self.flow.max_retry:
             self.fail(what)
+            self._tell_end(events.observers())
             return False
         self.retries += 1
         log.warning("%s; dispatcher retry %d in %ss", what, self.retries, self.flow.retry_countdown)
+        hooks = events.observers()
+        if hooks is not None:
+            fields = {
+                **self._fields(),
+                "error": what,
+                "retries": self.retries,
+                "max_retry": self.flow.max_retry,
+                "countdown": self.flow.retry_countdown,
+            }
+            events.tell(hooks, events.DISPATCHER_RETRY, fields, self.context)
         return True
 
     def fail(self, why: str) -> None:
         if self.error is None:
             self.error = why
             log.error("flow %s (%s) failed: %s", self.flow.name, self.flow_id, why)
+
+    # -- events ------------------------------------------------------------------------------------------------
+
+    def _fields(self) -> dict[str, Any]:
+        return {"flow_name": self.flow.name, "flow_id": self.flow_id}
+
+    def _tell_end(self, hooks: events.Observers | None) -> None:
+        """``flow.succeeded`` or ``flow.failed``, once, when the flow is done."""
+        if hooks is None or self._end_told or not (self.started and self.done):
+            return
+        self._end_told = True
+        fields = {**self._fields(), "executor": self.executor}
+        if self.started_at is not None:
+            fields["duration"] = max(0.0, time.time() - self.started_at)
+        if self.failed_flow:
+            fields.update(error=self.error, eager=self.eager)
+        events.tell(hooks, events.FLOW_FAILED if self.failed_flow else events.FLOW_SUCCEEDED, fields, self.context)
+
+    def _tell(self, event: str, **fields: Any) -> None:
+        """An event of this pass, if observers listen (``_advance`` looked them up)."""
+        if self._hooks is not None:
+            events.tell(self._hooks, event, {**self._fields(), **fields}, self.context)
 
     def _take_ended(self) -> tuple[bool, bool]:
         """Process nodes that ended since the last look: (one did, a result must be read again later)."""
@@ -245,6 +318,8 @@ class FlowState:
                         continue
             node["processed"] = True
             progressed = True
+            if not node.get("reused"):
+                self._tell_node_end(node)
             if node.get("nowait"):
                 continue
             if node["state"] == "succeeded":
@@ -260,6 +335,13 @@ class FlowState:
                     self.fail(node["why"])
                     return True, False
         return progressed, unread
+
+    def _tell_node_end(self, node: dict[str, Any]) -> None:
+        if node["state"] == "succeeded":
+            self._tell(events.NODE_SUCCEEDED, node_name=node["name"], node_id=node["id"], kind=node["kind"])
+        else:
+            error = node.get("error")
+            self._tell(events.NODE_FAILED, node_name=node["name"], node_id=node["id"], kind=node["kind"], error=error)
 
     def _selected(self, index: int) -> list[str] | bool | None:
         """In a selective run: the nodes edge ``index`` starts (False: not at all); None outside selective runs."""
@@ -357,6 +439,7 @@ class FlowState:
             if reused is not None:
                 record.update(id=reused, state="succeeded", reused=True)
                 self._add(record)
+                self._tell(events.TASK_REUSED, task_name=name, task_id=reused)
                 return
             start = Start(name, node_id, "task", node_args, parent)
             interval = self.system.tasks[name].throttle
@@ -365,6 +448,25 @@ class FlowState:
         self._add(record)
         (self._new_fallbacks if fallback else self._new_started).append(node_id)
         starts.append(start)
+        if self._hooks is not None:
+            start.context = dict(self.context)
+            if is_flow:
+                self._tell(
+                    events.SUBFLOW_SCHEDULED,
+                    subflow_name=name,
+                    subflow_id=node_id,
+                    countdown=start.countdown,
+                    fallback=fallback,
+                )
+            else:
+                self._tell(
+                    events.TASK_SCHEDULED,
+                    task_name=name,
+                    task_id=node_id,
+                    parent=parent,
+                    countdown=start.countdown,
+                    fallback=fallback,
+                )
 
     def _add(self, record: dict[str, Any]) -> None:
         self.nodes.append(record)
@@ -410,6 +512,8 @@ class FlowState:
             combination, matching = found
             parent = self._failed_parent(combination)
             for failure in matching:
+                fallback = list(failure.fallback) if isinstance(failure.fallback, tuple) else []
+                self._tell(events.FALLBACK_STARTED, failed=sorted(combination), fallback=fallback)
                 if isinstance(failure.fallback, tuple):
                     for position, name in enumerate(failure.fallback):
                         key = f"fallback/{self.fallbacks_run}/{position}/{name}"
