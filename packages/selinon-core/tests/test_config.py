@@ -177,7 +177,7 @@ def test_stray_brace_is_explained(tmp_path: Path) -> None:
             "global: {default_dispatcher_queue: '{bad name}'}",
             "global: default_dispatcher_queue: '{bad name}' is not an environment reference such as {DEPLOYMENT_PREFIX}",
         ),
-        ("global: {migration_dir: migrations}", "global: migration_dir: this version of Selinon does not support"),
+        ("global: {migration_dir: 3}", "global: migration_dir: must be a directory such as 'migrations', not a number"),
         (
             "global: {trace: true}",
             "global: trace: this version of Selinon does not support tracing yet; remove `trace:`",

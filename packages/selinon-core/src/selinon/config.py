@@ -43,8 +43,8 @@ TASK_KEYS = (
 
 #: ``global:`` keys that work; the others Selinon 1.x knew are refused with a line that says they are not supported
 #: yet, so that a configuration never relies on a key that does nothing.
-GLOBAL_KEYS = ("predicates_module", "trace", "default_task_queue", "default_dispatcher_queue")
-GLOBAL_NOT_YET = ("migration_dir",)
+GLOBAL_KEYS = ("predicates_module", "trace", "default_task_queue", "default_dispatcher_queue", "migration_dir")
+GLOBAL_NOT_YET: tuple[str, ...] = ()
 
 _REFERENCE = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|[{}]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -122,6 +122,9 @@ class GlobalOptions:
     #: Celery queues of tasks and of dispatchers that name none (``{NAME}`` expanded when a message is sent).
     default_task_queue: str | None = None
     default_dispatcher_queue: str | None = None
+    #: The directory of migration files (``selinon.flows.migrations``), as written: relative to the working
+    #: directory, as in Selinon 1.x.
+    migration_dir: str | None = None
     #: The file that set each key, for errors about it.
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -379,6 +382,7 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
         "predicates_module": merged.predicates_module,
         "default_task_queue": merged.default_task_queue,
         "default_dispatcher_queue": merged.default_dispatcher_queue,
+        "migration_dir": merged.migration_dir,
     }
     sources = dict(merged.sources)
     for key, value in section.items():
@@ -405,6 +409,10 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{where}: must be a queue name such as 'tasks', not {_type_name(value)}")
             check_references(value, where)
+            values[key] = value
+        if key == "migration_dir":
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError(f"{where}: must be a directory such as 'migrations', not {_type_name(value)}")
             values[key] = value
     return GlobalOptions(**values, sources=sources)
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from selinon import runtime
-from selinon.flows import Flow, System
+from selinon.flows import Flow, System, migrations
 from selinon.flows.graph import covers
 from selinon.pool import StoragePool
 
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _NAMESPACE = uuid.UUID("5e1a0c2e-7d3b-4c1e-9f0a-2b6d8e4f1a37")
 ENDED = ("succeeded", "failed")
+_UNSET: Any = object()
 
 #: ``throttle(key, seconds)``: the seconds to wait before a start, so that starts of ``key`` are that far apart.
 Throttle = Callable[[str, float], float]
@@ -82,8 +83,14 @@ class FlowState:
         self.node_args = node_args
         #: What the flow's starting nodes get as parents (``propagate_parent`` of the flow that started it).
         self.parent = parent or {}
-        self.selective = selective
         data = copy.deepcopy(data or {})
+        data, self.selective, taints = self._migrate(data, selective)
+        #: The migration this state is at (``selinon.flows.migrations``): the deployment's, once it is brought up.
+        self.migration_version: int = system.migrations.version
+        #: How often a tainted-flow strategy RETRY started the run again (node ids differ from one start to the next).
+        self.restarts: int = data.get("restarts", 0)
+        #: With ``node_args_from_first``: the node arguments the flow was started with, for such a restart.
+        self.first_node_args: Any = data.get("first_node_args", _UNSET)
         self.started: bool = data.get("started", False)
         #: Every node started, in start order: name, id, kind, parent, state, and what its driver reported.
         self.nodes: list[dict[str, Any]] = data.get("nodes", [])
@@ -99,9 +106,66 @@ class FlowState:
         self.eager: bool = data.get("eager", False)
         self.fallbacks_run: int = data.get("fallbacks_run", 0)
         self.previous_retry: float | None = data.get("previous_retry")
+        #: Edges whose condition held at least once (a migration that removes one taints the run).
+        self.triggered: set[int] = set(data["triggered"]) if "triggered" in data else {i for i, _ in self.fired}
         self._by_id = {node["id"]: node for node in self.nodes}
         self._new_started: list[str] = []
         self._new_fallbacks: list[str] = []
+        self._tainted(taints)
+
+    def _migrate(
+        self, data: dict[str, Any], selective: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, migrations.Migrated]:
+        """Bring a state and its selective run written under earlier migrations to this configuration; one written
+        under later ones raises MigrationSkew (its driver hands it to a worker that has them)."""
+        found = self.system.migrations
+        what = f"flow {self.flow.name!r} ({self.flow_id})"
+        version = migrations.version_of(data, selective, found.version)
+        if selective is not None:
+            at = int(selective.get("migration_version", 0))
+            if at > found.version:
+                raise migrations.skew(f"{what}: its selective run", at, found)
+            if at < found.version:
+                selective = migrations.migrate_selective(found, selective, at)
+        if version > found.version:
+            raise migrations.skew(what, version, found)
+        if version == found.version or not data:
+            return data, selective, migrations.Migrated(data)
+        try:
+            migrated = migrations.migrate_state(found, self.flow, data, version)
+        except migrations.MigrationError as exc:
+            migrated = migrations.Migrated(data)
+            migrated.taints.append(migrations.Taint(found.version, "FAIL", f"it cannot be migrated: {exc}"))
+            return data, selective, migrated
+        log.info("%s: migrated from migration %d to %d", what, version, found.version)
+        return migrated.data, selective, migrated
+
+    def _tainted(self, migrated: migrations.Migrated) -> None:
+        """Apply the tainted-flow strategy of the migrations that tainted the run (the strongest of them)."""
+        strategy = migrated.strategy
+        if strategy is None:
+            return
+        why = "; ".join(f"{taint.reason} ({taint.strategy})" for taint in migrated.taints)
+        what = f"flow {self.flow.name!r} ({self.flow_id}) is tainted by migrations: {why}"
+        if strategy == "IGNORE":
+            log.warning("%s; it goes on", what)
+        elif strategy == "RETRY":
+            log.warning("%s; it starts again under the current configuration", what)
+            self._restart()
+        else:
+            self.eager = True  # as 1.x: failed at once; what was started already still runs
+            self.fail(what)
+
+    def _restart(self) -> None:
+        """Start the run again from nothing, but its dispatcher retries; nodes get new ids, so nothing is reused."""
+        if self.first_node_args is not _UNSET:
+            self.node_args = self.first_node_args
+        self.first_node_args = _UNSET
+        self.restarts += 1
+        self.started, self.nodes, self.finished, self.failed = False, [], {}, {}
+        self.fired, self.pending, self.triggered = set(), [], set()
+        self.error, self.eager, self.fallbacks_run, self.previous_retry = None, False, 0, None
+        self._by_id = {}
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -116,6 +180,10 @@ class FlowState:
             "eager": self.eager,
             "fallbacks_run": self.fallbacks_run,
             "previous_retry": self.previous_retry,
+            "triggered": sorted(self.triggered),
+            "migration_version": self.migration_version,
+            "restarts": self.restarts,
+            **({} if self.first_node_args is _UNSET else {"first_node_args": self.first_node_args}),
         }
 
     # -- what drivers read -------------------------------------------------------------------------------------
@@ -236,7 +304,8 @@ class FlowState:
             if node["state"] == "succeeded" and self.flow.node_args_from_first and node is self.nodes[0]:
                 # The first task's result becomes the node arguments: read from its storage, never from a message.
                 try:
-                    self.node_args = StoragePool.retrieve(self.flow.name, node["name"], node["id"])
+                    first = StoragePool.retrieve(self.flow.name, node["name"], node["id"])
+                    self.first_node_args, self.node_args = self.node_args, first
                 except Exception as exc:
                     what = f"flow {self.flow.name!r}: cannot read the result of {node['name']!r}"
                     if self.count_retry(f"{what}: {runtime.describe(exc)}"):
@@ -280,6 +349,7 @@ class FlowState:
         self.fired.add((index, ids))
         if not go:
             return True
+        self.triggered.add(index)
         parent = self.parent if not edge.from_ else self._parent_of(edge.from_, ids)
         only = self._selected(index)
         forced = edge.foreach is not None and edge.foreach.propagate_result
@@ -326,7 +396,8 @@ class FlowState:
         edge: int | None = None,
     ) -> None:
         # Derived, not random: a look that is redone from the same state starts the same ids.
-        node_id = str(uuid.uuid5(_NAMESPACE, f"{self.flow_id}/{key}"))
+        restart = f"restart/{self.restarts}/" if self.restarts else ""
+        node_id = str(uuid.uuid5(_NAMESPACE, f"{self.flow_id}/{restart}{key}"))
         is_flow = name in self.system.flows
         record: dict[str, Any] = {
             "name": name,
@@ -533,4 +604,4 @@ def selective_run(
         if name not in reached:
             where = "its flows" if follow_subflows else f"flow {flow_name!r} (to look in sub-flows, follow them)"
             raise ConfigurationError(f"selective run: task {name!r} is not run by {where}")
-    return {"task_names": names, "edges": edges}
+    return {"task_names": names, "edges": edges, "migration_version": system.migrations.version}
