@@ -157,3 +157,16 @@ class Stamp(Recorded):
 
     def work(self, node_args: Any) -> Any:
         return {"at": time.time()}
+
+
+class Gate(Recorded):
+    """Waits until the test opens the gate (a file `gate` in the run's directory), a minute at most."""
+
+    def work(self, node_args: Any) -> Any:
+        gate = Path(node_args["dir"]) / "gate"
+        deadline = time.monotonic() + 60
+        while not gate.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the gate never opened")
+            time.sleep(0.1)
+        return {"gate": "passed"}
