@@ -12,6 +12,7 @@ import datetime
 import importlib
 import inspect
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -33,7 +34,7 @@ from selinon.flows.graph import (
     check_recursion,
     covers,
 )
-from selinon.flows.migrations import Migrations, check_latest, read_directory
+from selinon.flows.migrations import Migrations, MigrationWarning, check_latest, read_directory
 from selinon.flows.predicates import Predicates
 
 PROPAGATE_KEYS = (
@@ -165,7 +166,8 @@ def _system(
     found = Migrations()
     if options.migration_dir is not None and read_migrations:
         found = read_directory(options.migration_dir, options.where("migration_dir"))
-        check_latest(found, flows)
+        for problem in check_latest(found, flows):
+            warnings.warn(problem, MigrationWarning, stacklevel=2)
     system = System(configuration, tasks, flows, environ, found)
     check_selective(system)
     return system
