@@ -261,7 +261,7 @@ def _storage(entry: Any, index: int, source: str, env: Mapping[str, str]) -> Sto
     if not isinstance(configuration, dict | list):
         raise ConfigurationError(
             f"{where}: `configuration:` must be a mapping of adapter options (or a list of arguments), "
-            f"not {_type_name(configuration)}"
+            f"not {'a string' if isinstance(configuration, str) else _type_name(configuration)}"
         )
     return StorageConfig(
         name=name,
