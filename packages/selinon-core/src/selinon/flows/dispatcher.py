@@ -11,6 +11,7 @@ and sampling. A sub-flow is a run of its own; its parent sees it as one node tha
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import logging
 import threading
@@ -21,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from selinon import runtime
-from selinon.flows import Flow, System, migrations
+from selinon.flows import Flow, System
 from selinon.flows.graph import covers
+from selinon.flows.migrations import Migrated, MigrationError, Taint, migrate_selective, migrate_state, skew, version_of
 from selinon.pool import StoragePool
 
 log = logging.getLogger(__name__)
@@ -115,32 +117,32 @@ class FlowState:
 
     def _migrate(
         self, data: dict[str, Any], selective: dict[str, Any] | None
-    ) -> tuple[dict[str, Any], dict[str, Any] | None, migrations.Migrated]:
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, Migrated]:
         """Bring a state and its selective run written under earlier migrations to this configuration; one written
         under later ones raises MigrationSkew (its driver hands it to a worker that has them)."""
         found = self.system.migrations
         what = f"flow {self.flow.name!r} ({self.flow_id})"
-        version = migrations.version_of(data, selective, found.version)
+        version = version_of(data, selective, found.version)
         if selective is not None:
             at = int(selective.get("migration_version", 0))
             if at > found.version:
-                raise migrations.skew(f"{what}: its selective run", at, found)
+                raise skew(f"{what}: its selective run", at, found)
             if at < found.version:
-                selective = migrations.migrate_selective(found, selective, at)
+                selective = migrate_selective(found, selective, at)
         if version > found.version:
-            raise migrations.skew(what, version, found)
+            raise skew(what, version, found)
         if version == found.version or not data:
-            return data, selective, migrations.Migrated(data)
+            return data, selective, Migrated(data)
         try:
-            migrated = migrations.migrate_state(found, self.flow, data, version)
-        except migrations.MigrationError as exc:
-            migrated = migrations.Migrated(data)
-            migrated.taints.append(migrations.Taint(found.version, "FAIL", f"it cannot be migrated: {exc}"))
+            migrated = migrate_state(found, self.flow, data, version)
+        except MigrationError as exc:
+            migrated = Migrated(data)
+            migrated.taints.append(Taint(found.version, "FAIL", f"it cannot be migrated: {exc}"))
             return data, selective, migrated
         log.info("%s: migrated from migration %d to %d", what, version, found.version)
         return migrated.data, selective, migrated
 
-    def _tainted(self, migrated: migrations.Migrated) -> None:
+    def _tainted(self, migrated: Migrated) -> None:
         """Apply the tainted-flow strategy of the migrations that tainted the run (the strongest of them)."""
         strategy = migrated.strategy
         if strategy is None:
@@ -528,6 +530,17 @@ def _merge(target: dict[str, Any], source: dict[str, Any]) -> None:
             _merge(target.setdefault(name, {}), value)
 
 
+def _stamped(compute: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """A selective run names edges by index: it carries the migration those indexes belong to (migrations.py)."""
+
+    @functools.wraps(compute)
+    def stamped(system: System, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {**compute(system, *args, **kwargs), "migration_version": system.migrations.version}
+
+    return stamped
+
+
+@_stamped
 def selective_run(
     system: System,
     flow_name: str,
@@ -604,4 +617,4 @@ def selective_run(
         if name not in reached:
             where = "its flows" if follow_subflows else f"flow {flow_name!r} (to look in sub-flows, follow them)"
             raise ConfigurationError(f"selective run: task {name!r} is not run by {where}")
-    return {"task_names": names, "edges": edges, "migration_version": system.migrations.version}
+    return {"task_names": names, "edges": edges}
