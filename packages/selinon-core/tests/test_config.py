@@ -177,7 +177,11 @@ def test_stray_brace_is_explained(tmp_path: Path) -> None:
             "global: {default_dispatcher_queue: '{bad name}'}",
             "global: default_dispatcher_queue: '{bad name}' is not an environment reference such as {DEPLOYMENT_PREFIX}",
         ),
-        ("global: {migration_dir: migrations}", "global: migration_dir: this version of Selinon does not support"),
+        (
+            "storages: [{name: S, configuration: 'put your configuration for S here'}]",
+            "storage 'S': `configuration:` must be a mapping of adapter options (or a list of arguments), not a string",
+        ),
+        ("global: {migration_dir: 3}", "global: migration_dir: must be a directory such as 'migrations', not a number"),
         (
             "global: {trace: true}",
             "global: trace: must be false, a mapping of tracers such as {logging: true}, or a list of them",

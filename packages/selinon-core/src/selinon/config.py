@@ -41,10 +41,8 @@ TASK_KEYS = (
     "selective_run_function",
 )
 
-#: ``global:`` keys that work; the others Selinon 1.x knew are refused with a line that says they are not supported
-#: yet, so that a configuration never relies on a key that does nothing.
-GLOBAL_KEYS = ("predicates_module", "trace", "default_task_queue", "default_dispatcher_queue")
-GLOBAL_NOT_YET = ("migration_dir",)
+#: ``global:`` keys: every one Selinon 1.x knew, each with its 1.x meaning (docs/flows.md).
+GLOBAL_KEYS = ("predicates_module", "trace", "default_task_queue", "default_dispatcher_queue", "migration_dir")
 #: The tracers ``global: trace`` may name (Selinon 1.x's), and the keys of those that take a mapping.
 TRACERS = ("logging", "json", "function", "sentry", "storage")
 TRACER_KEYS = {"function": ("name", "import"), "sentry": ("dsn",), "storage": ("name", "method")}
@@ -149,6 +147,9 @@ class GlobalOptions:
     default_dispatcher_queue: str | None = None
     #: The tracers of ``trace:``, in order (none for ``trace: false``).
     trace: tuple[TracerConfig, ...] = ()
+    #: The directory of migration files (``selinon.flows.migrations``), as written: relative to the working
+    #: directory, as in Selinon 1.x.
+    migration_dir: str | None = None
     #: The file that set each key, for errors about it.
     sources: dict[str, str] = field(default_factory=dict)
 
@@ -292,7 +293,7 @@ def _storage(entry: Any, index: int, source: str, env: Mapping[str, str]) -> Sto
     if not isinstance(configuration, dict | list):
         raise ConfigurationError(
             f"{where}: `configuration:` must be a mapping of adapter options (or a list of arguments), "
-            f"not {_type_name(configuration)}"
+            f"not {'a string' if isinstance(configuration, str) else _type_name(configuration)}"
         )
     return StorageConfig(
         name=name,
@@ -414,16 +415,13 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
         "default_task_queue": merged.default_task_queue,
         "default_dispatcher_queue": merged.default_dispatcher_queue,
         "trace": merged.trace,
+        "migration_dir": merged.migration_dir,
     }
     sources = dict(merged.sources)
     for key, value in section.items():
         where = f"{source}: global: {key}"
-        if key in GLOBAL_NOT_YET:
-            raise ConfigurationError(f"{where}: this version of Selinon does not support `{key}:` yet; remove it")
         if key not in GLOBAL_KEYS:
-            raise ConfigurationError(
-                f"{source}: global: unknown key {key!r}; {_suggest(str(key), [*GLOBAL_KEYS, *GLOBAL_NOT_YET])}"
-            )
+            raise ConfigurationError(f"{source}: global: unknown key {key!r}; {_suggest(str(key), GLOBAL_KEYS)}")
         if key in sources:
             raise ConfigurationError(f"{where}: set twice (also in {sources[key]}); keep one")
         sources[key] = source
@@ -437,6 +435,10 @@ def _global(section: Any, source: str, merged: GlobalOptions) -> GlobalOptions:
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{where}: must be a queue name such as 'tasks', not {_type_name(value)}")
             check_references(value, where)
+            values[key] = value
+        if key == "migration_dir":
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError(f"{where}: must be a directory such as 'migrations', not {_type_name(value)}")
             values[key] = value
     return GlobalOptions(**values, sources=sources)
 

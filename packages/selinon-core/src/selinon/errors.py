@@ -41,6 +41,15 @@ class BrokenPluginError(PluginError):
     accept this core's version. ``selinon plugins check`` and ``selinon storages check`` report it and exit 1."""
 
 
+class MigrationSkew(SelinonError):
+    """A dispatcher's state is at a newer migration than this worker has (a worker not upgraded yet, during a
+    rolling deployment): the pass is handed back for a worker that has it. Selinon 1.x's name and attribute."""
+
+    def __init__(self, message: str, available_migration_version: int) -> None:
+        super().__init__(message)
+        self.available_migration_version = available_migration_version
+
+
 class SelinonMissingDataException(SelinonError, KeyError):
     """No record is stored for the requested task id.
 

@@ -74,6 +74,11 @@ class FlowRun:
         return None if self.dispatch is None else self.dispatch.error
 
     @property
+    def migration_version(self) -> int:
+        """The migration its dispatcher state is at: this configuration's (a local run does not outlive it)."""
+        return 0 if self.dispatch is None else self.dispatch.migration_version
+
+    @property
     def dispatcher_retries(self) -> int:
         return 0 if self.dispatch is None else self.dispatch.retries
 

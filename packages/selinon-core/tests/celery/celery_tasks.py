@@ -185,3 +185,16 @@ class Flaky(Recorded):
         if self.try_number == 1:
             raise ConnectionError("the courier is late")
         return {"tries": self.try_number}
+
+
+class Gate(Recorded):
+    """Waits until the test opens the gate (a file `gate` in the run's directory), a minute at most."""
+
+    def work(self, node_args: Any) -> Any:
+        gate = Path(node_args["dir"]) / "gate"
+        deadline = time.monotonic() + 60
+        while not gate.exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the gate never opened")
+            time.sleep(0.1)
+        return {"gate": "passed"}

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from selinon.errors import ConfigurationError, SelinonError
+from selinon.errors import ConfigurationError, MigrationSkew, SelinonError
 
 try:  # imported by name: Celery has no type information, so everything of it is Any here
     Ignore: Any = importlib.import_module("celery.exceptions").Ignore
@@ -376,7 +376,24 @@ class CeleryFlows:
                     (flow_name, node_args), arguments, task_id=flow_id, queue=self.flow_queue(flow_name), countdown=wait
                 )
                 raise Ignore()
-        run = FlowState(self.system, flow, flow_id, node_args, parent, selective, state.get("flow"), context, "celery")
+        try:
+            run = FlowState(
+                self.system, flow, flow_id, node_args, parent, selective, state.get("flow"), context, "celery"
+            )
+        except MigrationSkew as exc:
+            # Written under migrations this worker lacks (a rolling upgrade): hand the pass back, unchanged and
+            # without using a dispatcher retry, for an upgraded worker to take, as Selinon 1.x did.
+            log.warning("%s; handing the pass back", exc)
+            arguments = {"state": state, "parent": parent, "selective": selective}
+            countdown = flow.retry_countdown or self.poll_interval
+            task.apply_async(
+                (flow_name, node_args),
+                arguments,
+                task_id=flow_id,
+                queue=self.flow_queue(flow_name),
+                countdown=countdown,
+            )
+            raise Ignore() from None
         try:
             for node in run.watched():
                 self._poll(run, node)

@@ -11,6 +11,7 @@ and sampling. A sub-flow is a run of its own; its parent sees it as one node tha
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import logging
 import threading
@@ -24,12 +25,14 @@ from selinon import events, runtime
 from selinon.errors import SelectiveNoPathError
 from selinon.flows import Flow, System
 from selinon.flows.graph import covers
+from selinon.flows.migrations import Migrated, MigrationError, Taint, migrate_selective, migrate_state, skew, version_of
 from selinon.pool import StoragePool
 
 log = logging.getLogger(__name__)
 
 _NAMESPACE = uuid.UUID("5e1a0c2e-7d3b-4c1e-9f0a-2b6d8e4f1a37")
 ENDED = ("succeeded", "failed")
+_UNSET: Any = object()
 
 #: ``throttle(key, seconds)``: the seconds to wait before a start, so that starts of ``key`` are that far apart.
 Throttle = Callable[[str, float], float]
@@ -87,8 +90,14 @@ class FlowState:
         self.node_args = node_args
         #: What the flow's starting nodes get as parents (``propagate_parent`` of the flow that started it).
         self.parent = parent or {}
-        self.selective = selective
         data = copy.deepcopy(data or {})
+        data, self.selective, taints = self._migrate(data, selective)
+        #: The migration this state is at (``selinon.flows.migrations``): the deployment's, once it is brought up.
+        self.migration_version: int = system.migrations.version
+        #: How often a tainted-flow strategy RETRY started the run again (node ids differ from one start to the next).
+        self.restarts: int = data.get("restarts", 0)
+        #: With ``node_args_from_first``: the node arguments the flow was started with, for such a restart.
+        self.first_node_args: Any = data.get("first_node_args", _UNSET)
         self.started: bool = data.get("started", False)
         #: Every node started, in start order: name, id, kind, parent, state, and what its driver reported.
         self.nodes: list[dict[str, Any]] = data.get("nodes", [])
@@ -112,9 +121,66 @@ class FlowState:
         self.executor = executor
         self._end_told = False
         self._hooks: events.Observers | None = None
+        #: Edges whose condition held at least once (a migration that removes one taints the run).
+        self.triggered: set[int] = set(data["triggered"]) if "triggered" in data else {i for i, _ in self.fired}
         self._by_id = {node["id"]: node for node in self.nodes}
         self._new_started: list[str] = []
         self._new_fallbacks: list[str] = []
+        self._tainted(taints)
+
+    def _migrate(
+        self, data: dict[str, Any], selective: dict[str, Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Any] | None, Migrated]:
+        """Bring a state and its selective run written under earlier migrations to this configuration; one written
+        under later ones raises MigrationSkew (its driver hands it to a worker that has them)."""
+        found = self.system.migrations
+        what = f"flow {self.flow.name!r} ({self.flow_id})"
+        version = version_of(data, selective, found.version)
+        if selective is not None:
+            at = int(selective.get("migration_version", 0))
+            if at > found.version:
+                raise skew(f"{what}: its selective run", at, found)
+            if at < found.version:
+                selective = migrate_selective(found, selective, at)
+        if version > found.version:
+            raise skew(what, version, found)
+        if version == found.version or not data:
+            return data, selective, Migrated(data)
+        try:
+            migrated = migrate_state(found, self.flow, data, version)
+        except MigrationError as exc:
+            migrated = Migrated(data)
+            migrated.taints.append(Taint(found.version, "FAIL", f"it cannot be migrated: {exc}"))
+            return data, selective, migrated
+        log.info("%s: migrated from migration %d to %d", what, version, found.version)
+        return migrated.data, selective, migrated
+
+    def _tainted(self, migrated: Migrated) -> None:
+        """Apply the tainted-flow strategy of the migrations that tainted the run (the strongest of them)."""
+        strategy = migrated.strategy
+        if strategy is None:
+            return
+        why = "; ".join(f"{taint.reason} ({taint.strategy})" for taint in migrated.taints)
+        what = f"flow {self.flow.name!r} ({self.flow_id}) is tainted by migrations: {why}"
+        if strategy == "IGNORE":
+            log.warning("%s; it goes on", what)
+        elif strategy == "RETRY":
+            log.warning("%s; it starts again under the current configuration", what)
+            self._restart()
+        else:
+            self.eager = True  # as 1.x: failed at once; what was started already still runs
+            self.fail(what)
+
+    def _restart(self) -> None:
+        """Start the run again from nothing, but its dispatcher retries; nodes get new ids, so nothing is reused."""
+        if self.first_node_args is not _UNSET:
+            self.node_args = self.first_node_args
+        self.first_node_args = _UNSET
+        self.restarts += 1
+        self.started, self.nodes, self.finished, self.failed = False, [], {}, {}
+        self.fired, self.pending, self.triggered = set(), [], set()
+        self.error, self.eager, self.fallbacks_run, self.previous_retry = None, False, 0, None
+        self._by_id = {}
 
     def dump(self) -> dict[str, Any]:
         return {
@@ -132,6 +198,10 @@ class FlowState:
             **({"context": self.context} if self.context else {}),
             **({"started_at": self.started_at} if self.started_at is not None else {}),
             **({"passes": self.passes} if self.passes else {}),
+            "triggered": sorted(self.triggered),
+            "migration_version": self.migration_version,
+            "restarts": self.restarts,
+            **({} if self.first_node_args is _UNSET else {"first_node_args": self.first_node_args}),
         }
 
     # -- what drivers read -------------------------------------------------------------------------------------
@@ -310,7 +380,8 @@ class FlowState:
             if node["state"] == "succeeded" and self.flow.node_args_from_first and node is self.nodes[0]:
                 # The first task's result becomes the node arguments: read from its storage, never from a message.
                 try:
-                    self.node_args = StoragePool.retrieve(self.flow.name, node["name"], node["id"])
+                    first = StoragePool.retrieve(self.flow.name, node["name"], node["id"])
+                    self.first_node_args, self.node_args = self.node_args, first
                 except Exception as exc:
                     what = f"flow {self.flow.name!r}: cannot read the result of {node['name']!r}"
                     if self.count_retry(f"{what}: {runtime.describe(exc)}"):
@@ -363,6 +434,7 @@ class FlowState:
         self.fired.add((index, ids))
         if not go:
             return True
+        self.triggered.add(index)
         parent = self.parent if not edge.from_ else self._parent_of(edge.from_, ids)
         only = self._selected(index)
         forced = edge.foreach is not None and edge.foreach.propagate_result
@@ -409,7 +481,8 @@ class FlowState:
         edge: int | None = None,
     ) -> None:
         # Derived, not random: a look that is redone from the same state starts the same ids.
-        node_id = str(uuid.uuid5(_NAMESPACE, f"{self.flow_id}/{key}"))
+        restart = f"restart/{self.restarts}/" if self.restarts else ""
+        node_id = str(uuid.uuid5(_NAMESPACE, f"{self.flow_id}/{restart}{key}"))
         is_flow = name in self.system.flows
         record: dict[str, Any] = {
             "name": name,
@@ -562,6 +635,17 @@ def _merge(target: dict[str, Any], source: dict[str, Any]) -> None:
             _merge(target.setdefault(name, {}), value)
 
 
+def _stamped(compute: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """A selective run names edges by index: it carries the migration those indexes belong to (migrations.py)."""
+
+    @functools.wraps(compute)
+    def stamped(system: System, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        return {**compute(system, *args, **kwargs), "migration_version": system.migrations.version}
+
+    return stamped
+
+
+@_stamped
 def selective_run(
     system: System,
     flow_name: str,

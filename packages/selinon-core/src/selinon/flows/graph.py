@@ -11,6 +11,7 @@ from typing import Any
 from selinon.config import Configuration, TaskConfig, _suggest, expand
 from selinon.errors import ConfigurationError, UnknownFlowError
 from selinon.flows.conditions import ALWAYS, Condition
+from selinon.flows.migrations import Migrations
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,8 @@ class System:
     flows: dict[str, Flow] = field(default_factory=dict)
     #: Where ``{NAME}`` references in queue names are looked up, when a message is sent.
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
+    #: ``global: migration_dir``: how dispatcher states of earlier configurations are brought to this one.
+    migrations: Migrations = field(default_factory=Migrations)
 
     def task_queue(self, name: str) -> str | None:
         """The Celery queue of task ``name``: its ``queue:``, else ``global: default_task_queue``, expanded."""

@@ -12,6 +12,7 @@ import datetime
 import importlib
 import inspect
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -33,6 +34,7 @@ from selinon.flows.graph import (
     check_recursion,
     covers,
 )
+from selinon.flows.migrations import Migrations, MigrationWarning, check_latest, read_directory
 from selinon.flows.predicates import Predicates
 
 PROPAGATE_KEYS = (
@@ -76,18 +78,26 @@ NOT_SELINON = {
 
 
 def load(
-    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], environ: Mapping[str, str] | None = None
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    environ: Mapping[str, str] | None = None,
+    *,
+    read_migrations: bool = True,
 ) -> System:
-    """Load nodes and flow files (any split between them) into one validated :class:`System`."""
+    """Load nodes and flow files (any split between them) into one validated :class:`System`.
+
+    ``read_migrations=False`` leaves ``global: migration_dir`` unread (``selinon migrate`` checks configurations
+    whose migration is still to be written)."""
     documents = config_module.read_documents(paths)
-    return from_documents(documents, environ)
+    return from_documents(documents, environ, read_migrations=read_migrations)
 
 
-def from_documents(documents: Iterable[tuple[str, Any]], environ: Mapping[str, str] | None = None) -> System:
+def from_documents(
+    documents: Iterable[tuple[str, Any]], environ: Mapping[str, str] | None = None, *, read_migrations: bool = True
+) -> System:
     documents = list(documents)
     configuration = config_module.from_documents(documents, environ)
     sections = [(source, d) for source, d in documents if isinstance(d, dict)]
-    return _system(configuration, sections, os.environ if environ is None else environ)
+    return _system(configuration, sections, os.environ if environ is None else environ, read_migrations)
 
 
 def from_configuration(configuration: Configuration) -> System:
@@ -99,7 +109,10 @@ def from_configuration(configuration: Configuration) -> System:
 
 
 def _system(
-    configuration: Configuration, documents: list[tuple[str, dict[str, Any]]], environ: Mapping[str, str]
+    configuration: Configuration,
+    documents: list[tuple[str, dict[str, Any]]],
+    environ: Mapping[str, str],
+    read_migrations: bool = True,
 ) -> System:
     tasks = {name: _task_spec(task) for name, task in configuration.tasks.items()}
     options = configuration.global_options
@@ -150,7 +163,12 @@ def _system(
         )
     }
     check_recursion(flows)
-    system = System(configuration, tasks, flows, environ)
+    found = Migrations()
+    if options.migration_dir is not None and read_migrations:
+        found = read_directory(options.migration_dir, options.where("migration_dir"))
+        for problem in check_latest(found, flows):
+            warnings.warn(problem, MigrationWarning, stacklevel=2)
+    system = System(configuration, tasks, flows, environ, found)
     check_selective(system)
     return system
 

@@ -43,9 +43,12 @@ def run_selinon1(script: str, **arguments: Any) -> Any:
         "    return value\n"
         "print(json.dumps(_plain(OUT)))\n"
     )
+    # Without PYTHONPATH: a path that leads to this core (a checkout's src) would shadow 1.4's own `selinon`.
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     done = subprocess.run(
-        [python, "-c", program], input=json.dumps(arguments), capture_output=True, text=True, timeout=120
-    )
+        [python, "-c", program], input=json.dumps(arguments), capture_output=True, text=True, timeout=120,
+        env=environment,
+    )  # fmt: skip
     if done.returncode != 0:
         raise AssertionError(f"Selinon 1.4's script failed ({done.returncode}):\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
