@@ -48,7 +48,12 @@ class _Commands(click.Group):
     """The top-level group; commands kept in other modules are imported when run or listed in help, so that
     `selinon plugins list` on a worker does not pay for `selinon run` (start-up is in the benchmarks)."""
 
-    lazy: ClassVar[dict[str, str]] = {"run": "selinon.cli_run:run", "results": "selinon.cli_run:results"}
+    lazy: ClassVar[dict[str, str]] = {
+        "run": "selinon.cli_run:run",
+        "results": "selinon.cli_run:results",
+        "plot": "selinon.cli_project:plot",
+        "inspect": "selinon.cli_project:inspect",
+    }
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self.lazy})
