@@ -124,7 +124,7 @@ def inspect(files: tuple[str, ...], dump: bool, list_queues: bool) -> None:
     found = inspection.inspect_files(files)
     system = found.system
     if system is not None and dump:
-        click.echo(json.dumps(inspection.dump(system), indent=2, ensure_ascii=False))
+        click.echo(json.dumps(inspection.dump(system), indent=2, ensure_ascii=False, default=str))
     if system is not None and list_queues:
         rows = []
         for row in inspection.queues(system):
