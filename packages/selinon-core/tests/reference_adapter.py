@@ -192,6 +192,10 @@ class Reference(DataStorage):
             raise SelinonMissingDataException(f"task {task_id!r} has no error recorded")
         return dict(record["error"])
 
+    def retrieve_owner(self, flow_name: str, task_name: str, task_id: str) -> tuple[str | None, str | None]:
+        record = self._record(task_id)
+        return record["flow_name"], record["task_name"]
+
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         if self._call("DEL", self.key(task_id)) == 0:
             raise SelinonMissingDataException(f"no record for task {task_id!r}")

@@ -227,3 +227,108 @@ def test_results_of_one_storage_need_no_variable_of_another(capsys: pytest.Captu
     assert code == 1 and "storage 'Here' holds no record of task Local with task id 'some-id'" in err
     code, _, err = run(capsys, "results", "get", "-c", str(nodes), "Remote", "some-id")
     assert code == 2 and "storage 'Elsewhere': configuration.path: environment variable SELINON_TEST_NEVER_SET" in err
+
+
+def test_a_retrying_task_shows_its_tries_so_far_in_the_report() -> None:
+    """The local executor's report while ReserveStock waits for its second try (the warehouse is busy at first)."""
+    from selinon import flows
+    from selinon.cli_run import _report
+    from selinon.executor import Executor, FlowRun
+
+    seen: list[dict[str, object]] = []
+
+    def snapshot(root: FlowRun) -> None:
+        seen.extend(t for t in _report(root)["tasks"] if t["task"] == "ReserveStock")
+
+    sys.path.insert(0, str(FLOW))
+    system = flows.load([FLOW / "nodes.yaml", FLOW / "flows.yaml"])
+    root = Executor(system, on_change=snapshot).run("orderFlow", ORDER)
+    assert root.state == "succeeded"
+    states = [(t["state"], t["tries"]) for t in seen]
+    assert ("retrying", 1) in states and ("running", 2) in states and states[-1] == ("succeeded", 2)
+    assert ("retrying", 0) not in states and ("running", 0) not in states
+
+
+OWNED = """
+storages:
+  - {name: Files, classname: Filesystem, configuration: {path: files}}
+  - {name: Plain, classname: Plain, import: plain_storage}
+tasks:
+  - {name: A, storage: Files, storage_task_name: AStored}
+  - {name: B, storage: Files}
+  - {name: C, storage: Plain}
+  - {name: D, storage: Plain}
+"""
+PLAIN_STORAGE = '''
+from selinon.errors import SelinonMissingDataException
+from selinon.storage import DataStorage
+
+RECORDS = {}
+
+
+class Plain(DataStorage):
+    """Keeps results by task id and nothing else: it cannot tell which task stored a record."""
+
+    def connect(self): pass
+    def disconnect(self): pass
+    def is_connected(self): return True
+    def store(self, node_args, flow_name, task_name, task_id, result):
+        RECORDS[task_id] = result
+    def retrieve(self, flow_name, task_name, task_id):
+        if task_id not in RECORDS:
+            raise SelinonMissingDataException(task_id)
+        return RECORDS[task_id]
+'''
+
+
+def test_results_get_prints_a_record_only_for_the_task_and_flow_that_stored_it(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from selinon.pool import StoragePool
+
+    (tmp_path / "nodes.yaml").write_text(OWNED)
+    (tmp_path / "plain_storage.py").write_text(PLAIN_STORAGE)
+    sys.path.insert(0, str(tmp_path))
+    nodes = ["-c", str(tmp_path / "nodes.yaml")]
+    StoragePool.configure(tmp_path / "nodes.yaml")
+    StoragePool.set(None, "flowX", "A", "id-a", {"a": 1})
+    try:
+        raise ValueError("B broke")
+    except ValueError:
+        StoragePool.set_error(None, "flowX", "B", "id-b", sys.exc_info())
+    StoragePool.set(None, "flowX", "C", "id-c", {"c": 3})
+    StoragePool.disconnect_all()
+
+    code, out, err = run(capsys, "results", "get", *nodes, "A", "id-a")
+    assert (code, json.loads(out), err) == (0, {"a": 1}, "")
+    code, out, err = run(capsys, "results", "get", *nodes, "A", "id-a", "--flow", "flowX")
+    assert (code, json.loads(out), err) == (0, {"a": 1}, "")
+    code, out, err = run(capsys, "results", "get", *nodes, "B", "id-a")
+    assert code == 1 and out == ""
+    assert err == (
+        "selinon: the record of id 'id-a' in storage 'Files' was stored by task 'AStored' in flow 'flowX', not by "
+        "task 'B'; ask for the task that stored it\n"
+    )
+    code, out, err = run(capsys, "results", "get", *nodes, "A", "id-b")  # B's error is not shown as A's
+    assert code == 1 and out == ""
+    assert err == (
+        "selinon: the record of id 'id-b' in storage 'Files' was stored by task 'B' in flow 'flowX', not by task "
+        "'A' (stored as 'AStored'); ask for the task that stored it\n"
+    )
+    code, out, err = run(capsys, "results", "get", *nodes, "A", "id-a", "--flow", "flowY")
+    assert code == 1 and out == ""
+    assert err == (
+        "selinon: the record of id 'id-a' in storage 'Files' was stored in flow 'flowX', not 'flowY'; drop --flow "
+        "or name that flow\n"
+    )
+    # A storage that keeps no names: the result, and one line saying it was not checked.
+    for task in ("C", "D"):
+        code, out, err = run(capsys, "results", "get", *nodes, task, "id-c")
+        assert (code, json.loads(out)) == (0, {"c": 3})
+        assert err == (
+            "selinon: warning: storage 'Plain' (Plain) cannot tell which task stored a record: the record of id "
+            f"'id-c' is shown unchecked; make sure the id is task {task}'s\n"
+        )
+    code, out, err = run(capsys, "results", "get", *nodes, "C", "missing")
+    assert code == 1 and out == "" and err.count("\n") == 1 and "holds no record of task C" in err
+    sys.modules.pop("plain_storage", None)

@@ -52,6 +52,8 @@ class _Commands(click.Group):
         "run": "selinon.cli_run:run",
         "results": "selinon.cli_run:results",
         "migrate": "selinon.cli_migrate:migrate",
+        "plot": "selinon.cli_project:plot",
+        "inspect": "selinon.cli_project:inspect",
     }
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -200,24 +200,34 @@ def _configure(files: tuple[str, ...]) -> None:
 @CONFIG
 @click.argument("task")
 @click.argument("task_id")
-@click.option("--flow", default="", help="The flow the task ran in, for adapters that use it (most key by task id).")
+@click.option("--flow", default="", help="The flow the task ran in: the record must be of that flow too.")
 def results_get(files: tuple[str, ...], task: str, task_id: str, flow: str) -> None:
-    """Print the result TASK stored under TASK_ID, as JSON (bytes as they are); exit 1 if there is none."""
+    """Print the result TASK stored under TASK_ID, as JSON (bytes as they are); exit 1 if there is none.
+
+    Records are keyed by task id alone: the record found must say it is TASK's (and, with --flow, that flow's),
+    or nothing is printed; a storage that cannot tell is named in a warning.
+    """
     from selinon.pool import StoragePool
 
     _configure(files)
+    unchecked = None
     try:
+        unchecked = _check_owner(flow, task, task_id)
         result = StoragePool.retrieve(flow, task, task_id)
     except SelinonMissingDataException:
         error = _error_record(flow, task, task_id)
         if error is not None:
             _json({"error": error})
             click.echo(f"selinon: task {task} ({task_id}) failed: {error.get('message', '')}", err=True)
+            if unchecked:
+                click.echo(f"selinon: warning: {unchecked}", err=True)
         else:
             click.echo(f"selinon: {_no_record(flow, task, task_id)}", err=True)
         sys.exit(EXIT_FAILED)
     finally:
         StoragePool.disconnect_all()
+    if unchecked:
+        click.echo(f"selinon: warning: {unchecked}", err=True)
     if type(result) is bytes:  # a raw object (S3 keeps bytes as bytes): as it is, for `> file`
         sys.stdout.buffer.write(result)
         return
@@ -227,6 +237,48 @@ def results_get(files: tuple[str, ...], task: str, task_id: str, flow: str) -> N
         click.echo(f"selinon: cannot print the result of task {task} ({task_id}) as JSON: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+
+
+def _check_owner(flow: str, task: str, task_id: str) -> str | None:
+    """Exit 1 when the record of ``task_id`` says it was stored by another task (or in another flow, with
+    ``--flow``); the warning to show when its storage cannot tell. A missing record is left to the read."""
+    from selinon.pool import StoragePool
+
+    storage = StoragePool.get_storage_name_by_task_name(task)
+    expected = StoragePool.get_configuration().tasks[task].storage_task_name or task
+    try:
+        record_flow, record_task = StoragePool.retrieve_owner(flow, task, task_id)
+    except SelinonMissingDataException:
+        return None
+    except NotImplementedError:
+        classname = StoragePool.get_storage_config(str(storage)).classname
+        return (
+            f"storage {storage!r} ({classname}) cannot tell which task stored a record: the record of id "
+            f"{task_id!r} is shown unchecked; make sure the id is task {task}'s"
+        )
+    alias = f" (stored as {expected!r})" if expected != task else ""
+    if record_task is not None and record_task != expected:
+        in_flow = f" in flow {record_flow!r}" if record_flow else ""
+        click.echo(
+            f"selinon: the record of id {task_id!r} in storage {storage!r} was stored by task {record_task!r}"
+            f"{in_flow}, not by task {task!r}{alias}; ask for the task that stored it",
+            err=True,
+        )
+        sys.exit(EXIT_FAILED)
+    if flow and record_flow is not None and record_flow != flow:
+        click.echo(
+            f"selinon: the record of id {task_id!r} in storage {storage!r} was stored in flow {record_flow!r}, "
+            f"not {flow!r}; drop --flow or name that flow",
+            err=True,
+        )
+        sys.exit(EXIT_FAILED)
+    missing = [what for what, name in (("task", record_task), ("flow", record_flow if flow else "")) if name is None]
+    if missing:
+        return (
+            f"the record of id {task_id!r} in storage {storage!r} does not keep its {' or '.join(missing)} name "
+            "(an object written by Selinon 1.x): it is shown unchecked"
+        )
+    return None
 
 
 def _no_record(flow: str, task: str, task_id: str) -> str:

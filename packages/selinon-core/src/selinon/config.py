@@ -241,6 +241,11 @@ def expand(value: Any, env: Mapping[str, str], where: str) -> Any:
     return value
 
 
+def references(value: str) -> list[str]:
+    """The names of the environment variables a string refers to, in order (``{{``/``}}`` are not references)."""
+    return [m.group(1) for m in _REFERENCE.finditer(value) if m.group(1) is not None and _NAME.match(m.group(1))]
+
+
 def check_references(value: str, where: str) -> None:
     """Refuse a malformed ``{NAME}`` reference now, without needing the variable to be set yet."""
     for match in _REFERENCE.finditer(value):

@@ -270,6 +270,19 @@ class StoragePool:
         return cls._observe(slot, "retrieve_error", flow_name, name, task_id, read, flow_name, name, task_id)
 
     @classmethod
+    def retrieve_owner(cls, flow_name: str, task_name: str, task_id: str) -> tuple[str | None, str | None]:
+        """The flow and task names kept with the record of ``task_id`` in ``task_name``'s storage (the task name
+        as the adapter saw it: ``storage_task_name`` where set). NotImplementedError when the adapter cannot tell
+        (:meth:`DataStorage.retrieve_owner` is optional)."""
+        task = cls._task(task_name)
+        slot = cls._connected_slot(cls._storage_name(task))
+        if type(slot.adapter).retrieve_owner is DataStorage.retrieve_owner:
+            raise NotImplementedError(f"{type(slot.adapter).__name__} does not support retrieve_owner()")
+        name = task.storage_task_name or task_name
+        call = slot.adapter.retrieve_owner
+        return cls._observe(slot, "retrieve", flow_name, name, task_id, call, flow_name, name, task_id)
+
+    @classmethod
     def set(cls, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> Any:
         """Store a task's result in its storage; returns the adapter's record id."""
         task = cls._task(task_name)

@@ -79,6 +79,16 @@ class DataStorage(abc.ABC):
         """Return what :meth:`store_error` kept: ``{"type", "message", "traceback"}``."""
         raise NotImplementedError(f"{type(self).__name__} does not support retrieve_error()")
 
+    def retrieve_owner(self, flow_name: str, task_name: str, task_id: str) -> tuple[str | None, str | None]:
+        """Return the flow name and the task name that the record of ``task_id`` (a result or an error) was
+        stored with, ``None`` for a name the record does not keep; raise
+        :class:`~selinon.SelinonMissingDataException` if there is no record.
+
+        Optional: ``selinon results get`` uses it to refuse printing another task's record for the one asked
+        for (adapters key records by task id alone); without it, the command says it cannot check.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not support retrieve_owner()")
+
     def __repr__(self) -> str:
         # Never the configuration: it may hold credentials.
         return f"<{type(self).__name__} connected={self._safe_is_connected()}>"
@@ -91,7 +101,17 @@ class DataStorage(abc.ABC):
 
 
 #: The methods through which the pool calls an adapter.
-CALLS = ("connect", "disconnect", "is_connected", "store", "retrieve", "delete", "store_error", "retrieve_error")
+CALLS = (
+    "connect",
+    "disconnect",
+    "is_connected",
+    "store",
+    "retrieve",
+    "delete",
+    "store_error",
+    "retrieve_error",
+    "retrieve_owner",
+)
 
 
 def calls_thread_safe(cls: type[DataStorage]) -> bool:

@@ -171,6 +171,15 @@ def count_down(storage_pool: Any, node_args: Any) -> list[Any]:
     return [{"dir": node_args["dir"], "n": n - 1}] if n > 0 else []
 
 
+class Patient(Recorded):
+    """Fails its first two tries (max_retry 2 and retry_countdown 1.5 in the YAML), then succeeds."""
+
+    def work(self, node_args: Any) -> Any:
+        if self.try_number < 3:
+            raise ConnectionError(f"try {self.try_number}: not yet")
+        return {"tries": self.try_number}
+
+
 class Stamp(Recorded):
     """Returns when it started; not throttled itself (its flow is)."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ from typing import Any
 import pytest
 import redis
 from celery_tasks import runs
-from conftest import RABBITMQ, REDIS, Cluster, MakeCluster
+from conftest import HERE, RABBITMQ, REDIS, Cluster, MakeCluster, Worker
 
+from selinon.celery import UnknownFlowError
 from selinon.executor import Executor
 from selinon.pool import StoragePool
 from selinon.testing import TcpProxy
@@ -176,3 +178,46 @@ def test_the_core_does_not_import_celery() -> None:
         "assert not [m for m in sys.modules if m.split('.')[0] in ('celery', 'kombu')], 'celery imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_retrying_task_shows_its_tries_so_far(shared: Cluster, run_dir: Path) -> None:
+    client = shared.client()
+    flow_id = client.run_flow("patientFlow", {"dir": str(run_dir)})
+    seen: list[tuple[str, int]] = []
+    deadline = time.monotonic() + TIMEOUT
+    while not (report := client.status(flow_id)).done:
+        assert time.monotonic() < deadline, report
+        seen += [(t["state"], t["tries"]) for t in report.tasks if (t["state"], t["tries"]) not in seen]
+        time.sleep(0.05)
+    assert report.state == "succeeded" and report.tasks[0]["tries"] == 3
+    # 1.5 s between tries, the dispatcher looks every 0.2 s: it sees each wait, with the tries made so far.
+    assert ("retrying", 1) in seen and ("retrying", 2) in seen, seen
+    assert not [state for state, tries in seen if tries == 0 and state != "scheduled"], seen
+
+
+def selinon_celery(cluster: Cluster, *argv: str) -> subprocess.CompletedProcess[str]:
+    """`python -m selinon.celery -A celery_app ...` with the environment the cluster's workers have."""
+    env = Worker(cluster, "cli", cluster.queues, {}).env
+    return subprocess.run(
+        [sys.executable, "-m", "selinon.celery", "-A", "celery_app", *argv],
+        env=env, cwd=HERE, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_status_tells_an_unknown_flow_id_from_a_flow_not_started_yet(make_cluster: MakeCluster, run_dir: Path) -> None:
+    cluster = make_cluster("idle")  # no worker: the flow stays queued
+    client = cluster.client()
+    flow_id = client.run_flow("orderFlow", order(run_dir))
+    report = client.status(flow_id)
+    assert (report.state, report.flow, report.tasks) == ("pending", "orderFlow", [])
+    unknown = str(uuid.uuid4())
+    assert client.status(unknown).state == "unknown"
+    with pytest.raises(UnknownFlowError, match=f"no flow '{unknown}' in the result backend"):
+        client.wait(unknown, timeout=TIMEOUT)
+    done = selinon_celery(cluster, "status", flow_id)
+    assert (done.returncode, done.stdout, done.stderr) == (0, f"flow orderFlow ({flow_id}) pending\n", "")
+    for argv in (["status", unknown], ["status", unknown, "--wait", "--timeout", "30"], ["status", unknown, "--json"]):
+        done = selinon_celery(cluster, *argv)
+        assert done.returncode == 2 and done.stdout == "", done.stderr
+        assert done.stderr.startswith(f"selinon: error: no flow '{unknown}' in the result backend: check the id")
+        assert done.stderr.count("\n") == 1

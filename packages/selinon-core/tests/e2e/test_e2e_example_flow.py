@@ -93,6 +93,9 @@ def test_the_example_flow(capsys: pytest.CaptureFixture[str], nodes: Path, backe
     shipping = standard["StandardShipping"]["task_id"]
     code, result, err = cli(capsys, "results", "get", "-c", str(nodes), "StandardShipping", shipping)
     assert code == 0 and result == {"carrier": "post", "days": 4, "cost": 0.0}, err
+    code, result, err = cli(capsys, "results", "get", "-c", str(nodes), "ExpressShipping", shipping)
+    assert code == 1 and result == "", "another task's record is not printed as this one's"
+    assert "was stored by task 'StandardShipping' in flow 'orderFlow', not by task 'ExpressShipping'" in err
     code, result, err = cli(capsys, "results", "get", "-c", str(nodes), "ValidateOrder", failed["task_id"])
     assert code == 1 and result["error"]["message"] == "order 10 has no items"
     assert "order 10 has no items" in err

@@ -425,6 +425,12 @@ class MongoDB(DataStorage):
             raise SelinonMissingDataException(f"task {task_id!r} has no error recorded in {self.where}")
         return dict(error)
 
+    def retrieve_owner(self, flow_name: str, task_name: str, task_id: str) -> tuple[str | None, str | None]:
+        document = self._find(task_name, task_id)
+        if document is None:
+            raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
+        return document.get("flow_name"), document.get("task_name")
+
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         deleted = self._records().delete_one({"task_id": _check_task_id(task_id)}).deleted_count
         if not deleted:

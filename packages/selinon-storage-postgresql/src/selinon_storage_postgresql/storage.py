@@ -172,6 +172,8 @@ def _build_statement(name: str, dialect: str, table: sa.Table, layout: str) -> A
     if name == "read":
         value = (table.c.result, sa.null()) if selinon1 else (table.c.result, table.c.error)
         return sa.select(table.c.id, table.c.task_id, table.c.task_name, *value).where(key_column == key)
+    if name == "owner":
+        return sa.select(table.c.id, table.c.task_id, table.c.flow_name, table.c.task_name).where(key_column == key)
     if dialect in _MYSQL:
         insert = mysql.insert(table)
         return insert.on_duplicate_key_update(
@@ -662,6 +664,23 @@ class SqlStorage(DataStorage):
         if error is None:
             raise SelinonMissingDataException(f"task {task_id!r} has no error recorded in {self.where}")
         return dict(self._load(error, task_id))
+
+    def retrieve_owner(self, flow_name: str, task_name: str, task_id: str) -> tuple[str | None, str | None]:
+        engine, table = self._client()
+        try:
+            with engine.connect() as conn:
+                row = conn.execute(
+                    self._statement("owner", conn.dialect.name, table), {"key": self._key(task_id)}
+                ).first()
+        except SQLAlchemyError as exc:
+            raise self._call_error("retrieve failed in", exc) from None
+        if row is None:
+            raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
+        _id, row_task_id, row_flow_name, row_task_name = row
+        if row_task_id != task_id:
+            where = f"row {_id} of table {self.table_name!r} in {self.where}"
+            raise records.ForeignRecord(f"{where} is keyed for task {task_id!r} but holds task {row_task_id!r}")
+        return row_flow_name, row_task_name
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         engine, table = self._client()

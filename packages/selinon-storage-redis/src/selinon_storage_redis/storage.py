@@ -234,6 +234,10 @@ class Redis(DataStorage):
             raise SelinonMissingDataException(f"task {task_id!r} has no error recorded in Redis")
         return dict(record["error"])
 
+    def retrieve_owner(self, flow_name: str, task_name: str, task_id: str) -> tuple[str | None, str | None]:
+        record = self._read(task_name, task_id)
+        return record.get("flow_name"), record.get("task_name")
+
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         key = self._key(task_id)
         try:

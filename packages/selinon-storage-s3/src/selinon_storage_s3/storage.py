@@ -441,6 +441,11 @@ class S3Storage(DataStorage):
             raise SelinonMissingDataException(f"task {task_id!r} has no error recorded")
         return dict(record["error"])
 
+    def retrieve_owner(self, flow_name: str, task_name: str, task_id: str) -> tuple[str | None, str | None]:
+        """The names kept in this adapter's records; an object of Selinon 1.x's keeps none (None, None)."""
+        record = self._get(task_name, task_id)
+        return record.get("flow_name"), record.get("task_name")
+
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         # DeleteObject succeeds on a missing key, so look first. Between the two calls another worker may delete
         # the record (both deletes then succeed) or store it again (that new record is deleted).

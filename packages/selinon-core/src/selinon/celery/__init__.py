@@ -48,7 +48,7 @@ from selinon.flows import System
 from selinon.flows.dispatcher import FlowState, LocalThrottle, Start, selective_run
 from selinon.pool import CONFIG_ENV, StoragePool
 
-__all__ = ["CeleryFlows", "FlowReport", "TaskFailedError", "attach", "flows_of"]
+__all__ = ["CeleryFlows", "FlowReport", "TaskFailedError", "UnknownFlowError", "attach", "flows_of"]
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,22 @@ DISPATCHER = "selinon.dispatcher"
 TASK = "selinon.task"
 #: The Celery state of a flow whose dispatcher is still passing; its meta is the flow's report.
 RUNNING = "RUNNING"
+#: The Celery state a client writes for a flow it starts, before sending its dispatcher: the flow is known
+#: (queued, not started yet) until the dispatcher's first pass replaces it with RUNNING.
+QUEUED = "SELINON_QUEUED"
 _ATTACHED: weakref.WeakKeyDictionary[Any, CeleryFlows] = weakref.WeakKeyDictionary()
 
 
 class TaskFailedError(SelinonError):
     """A task failed for good; its only argument is its report (error, error record, tries), kept by Celery."""
+
+
+class TaskRetrying(SelinonError):
+    """The reason Celery keeps for a task waiting for its next try: ``{"tries": tries so far, "error": ...}``."""
+
+
+class UnknownFlowError(SelinonError):
+    """No flow with that id was started through this result backend, or its record expired."""
 
 
 def attach(
@@ -220,7 +231,9 @@ class CeleryFlows:
 
         # The dispatcher keeps its own backend record (RUNNING, with the report): no STARTED state over it.
         self.dispatcher: Any = app.task(name=DISPATCHER, track_started=False, **options)(dispatcher)
-        self.task: Any = app.task(name=TASK, track_started=True, **options)(envelope)
+        # The envelope writes its STARTED state itself (with its try number), after checking for an earlier
+        # success: Celery's own would come first and hide that success.
+        self.task: Any = app.task(name=TASK, track_started=False, **options)(envelope)
 
     # -- the client side ---------------------------------------------------------------------------------------
 
@@ -240,9 +253,12 @@ class CeleryFlows:
         selective = selective_run(self.system, flow_name, task_names, follow_subflows, run_subsequent)
         return self._start(flow_name, node_args, selective)
 
-    def _start(self, flow_name: str, node_args: Any, selective: dict[str, Any] | None) -> str:
+    def _start(
+        self, flow_name: str, node_args: Any, selective: dict[str, Any] | None, flow_id: str | None = None
+    ) -> str:
+        """Send a flow's first dispatcher pass (under ``flow_id``, a new id by default); returns the flow id."""
         self.system.flow(flow_name)
-        flow_id = str(uuid.uuid4())
+        flow_id = flow_id or str(uuid.uuid4())
         kwargs: dict[str, Any] = {} if selective is None else {"selective": selective}
         context: dict[str, str] = {}
         events.emit(
@@ -255,24 +271,38 @@ class CeleryFlows:
         )
         if context:  # what observers want the flow's own events to start from (selinon.events)
             kwargs["context"] = context
-        self.dispatcher.apply_async((flow_name, node_args), kwargs, task_id=flow_id, queue=self.flow_queue(flow_name))
+        queued = {"flow": flow_name, "flow_id": flow_id, "state": "pending", "tasks": []}
+        # Recorded before the dispatcher is sent, so that its first pass (RUNNING) always comes after it.
+        self.app.backend.store_result(flow_id, queued, QUEUED)
+        try:
+            self.dispatcher.apply_async(
+                (flow_name, node_args), kwargs, task_id=flow_id, queue=self.flow_queue(flow_name)
+            )
+        except BaseException:
+            self.app.backend.forget(flow_id)  # never sent: the flow id must not look queued
+            raise
         return flow_id
 
     def status(self, flow_id: str) -> FlowReport:
-        """The flow's state as its dispatcher last reported it ("pending" until its first pass)."""
+        """The flow's state as its dispatcher last reported it: "pending" from its start until its dispatcher's
+        first pass, then "running", "succeeded" or "failed"; "unknown" for an id that no client of this result
+        backend started (or whose record expired, after Celery's ``result_expires``)."""
         found = self.app.AsyncResult(flow_id)
         state, info = found.state, found.info
-        if state in ("SUCCESS", RUNNING) and isinstance(info, dict):
+        if state in ("SUCCESS", RUNNING, QUEUED) and isinstance(info, dict):
             return _report_from(info)
         if state == "FAILURE":
             return FlowReport(flow_id, None, "failed", f"the dispatcher failed: {runtime.describe(info)}")
-        return FlowReport(flow_id, None, "pending" if state == "PENDING" else "running")
+        return FlowReport(flow_id, None, "unknown" if state == "PENDING" else "running")
 
     def wait(self, flow_id: str, timeout: float | None = None, interval: float = 0.2) -> FlowReport:
-        """Wait until the flow has succeeded or failed and return its report; TimeoutError after ``timeout`` s."""
+        """Wait until the flow has succeeded or failed and return its report; TimeoutError after ``timeout`` s,
+        :class:`UnknownFlowError` at once for a flow id :meth:`status` does not know."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             report = self.status(flow_id)
+            if report.state == "unknown":
+                raise UnknownFlowError(unknown(flow_id))
             if report.done:
                 return report
             if deadline is not None and time.monotonic() >= deadline:
@@ -336,12 +366,14 @@ class CeleryFlows:
             log.info("task %s (%s) already succeeded; not run again", task_name, task_id)
             return dict(earlier.result)
         tries = task.request.retries + 1
+        task.update_state(state="STARTED", meta={"tries": tries})
         outcome = self.runner.attempt(task_name, flow_name, flow_id, task_id, parent, node_args, tries, context)
         storage = self.system.tasks[task_name].config.storage
         report = {"tries": tries, "storage": storage, "record_id": _plain(outcome.record_id)}
         if outcome.retry_in is not None:
             log.warning("task %s (%s) failed, retrying in %ss: %s", task_name, task_id, outcome.retry_in, outcome.error)
-            raise task.retry(countdown=outcome.retry_in, max_retries=None)
+            reason = TaskRetrying({"tries": tries, "error": outcome.error})
+            raise task.retry(countdown=outcome.retry_in, max_retries=None, exc=reason)
         if outcome.error is not None:
             failure = {"error": outcome.error, "error_record": outcome.error_record, "exception": outcome.exception}
             raise TaskFailedError({**report, **failure})
@@ -473,6 +505,9 @@ class CeleryFlows:
                 run.ended(node["id"], False, error=error)
         else:
             node["state"] = {"STARTED": "running", "RETRY": "retrying"}.get(state, "scheduled")
+            tries = _tries(state, info)
+            if tries is not None:
+                node["tries"] = tries
 
     @staticmethod
     def _stale(task: Any, flow_id: str, pass_number: int) -> bool:
@@ -520,6 +555,25 @@ def _report(run: FlowState, pass_number: int) -> dict[str, Any]:
         "tasks": tasks,
         "summary": run.summary() if run.done else None,
     }
+
+
+def _tries(state: str, info: Any) -> int | None:
+    """The tries so far of a task that is running (this try counted) or waiting for a retry, from its envelope's
+    record: STARTED holds ``{"tries": n}``, RETRY a :class:`TaskRetrying` holding it."""
+    found = None
+    if state == "STARTED" and isinstance(info, dict):
+        found = info.get("tries")
+    elif state == "RETRY" and isinstance(info, Exception) and info.args and isinstance(info.args[0], dict):
+        found = info.args[0].get("tries")
+    return found if isinstance(found, int) and not isinstance(found, bool) else None
+
+
+def unknown(flow_id: str) -> str:
+    """The one line that says a flow id is not known, and why that may be."""
+    return (
+        f"no flow {flow_id!r} in the result backend: check the id (`run` prints it), that this app uses the result "
+        "backend the flow was started with, and that its record has not expired (Celery's result_expires)"
+    )
 
 
 def _report_from(info: dict[str, Any]) -> FlowReport:

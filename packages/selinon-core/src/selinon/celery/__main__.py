@@ -2,7 +2,7 @@
 
 APP is your Celery app (``module`` or ``module:attribute``, as for ``celery -A``), on which ``attach`` was called.
 Exit codes as for ``selinon``: 0 ok, 1 the flow failed (or is not done within ``--timeout``), 2 usage or
-configuration.
+configuration, or a flow id that the result backend does not know.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from selinon.celery import CeleryFlows, FlowReport, flows_of
+from selinon.celery import CeleryFlows, FlowReport, UnknownFlowError, flows_of, unknown
 from selinon.cli import EXIT_FAILED, EXIT_USAGE
 from selinon.cli_run import FOLLOW_SUBFLOWS, RUN_SUBSEQUENT, SELECT, _json, _node_args, selective_options, show_report
 from selinon.errors import SelinonError
@@ -35,6 +35,8 @@ def main(ctx: click.Context, app_name: str) -> None:
 def _finish(flows: CeleryFlows, flow_id: str, wait: bool, timeout: float | None, as_json: bool) -> None:
     if not wait:
         report = flows.status(flow_id)
+        if report.state == "unknown":
+            raise UnknownFlowError(unknown(flow_id))
     else:
         try:
             report = flows.wait(flow_id, timeout=timeout)
@@ -47,8 +49,9 @@ def _finish(flows: CeleryFlows, flow_id: str, wait: bool, timeout: float | None,
 
 
 def _show(report: FlowReport, as_json: bool) -> None:
-    if report.flow is None and not as_json:  # no report yet: pending, or a dispatcher that failed
-        click.echo(f"flow {report.flow_id} {report.state}" + (f": {report.error}" if report.error else ""))
+    if not report.tasks and not as_json:  # nothing started yet, or a dispatcher that failed: one line
+        name = f"{report.flow} ({report.flow_id})" if report.flow else report.flow_id
+        click.echo(f"flow {name} {report.state}" + (f": {report.error}" if report.error else ""))
     else:
         show_report(report.as_dict(), as_json)
 

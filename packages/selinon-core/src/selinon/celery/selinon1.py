@@ -41,9 +41,7 @@ def register(app: Any, flows: CeleryFlows) -> None:
     def dispatcher(task: Any, flow_name: str = "?", **arguments: Any) -> None:
         # 1.x's run_flow sends exactly these two; a 1.x dispatcher starting a sub-flow sends `parent` and more.
         if set(arguments) <= {"node_args"} and flow_name in flows.system.flows:
-            flow_id = task.request.id
-            queue = flows.flow_queue(flow_name)
-            flows.dispatcher.apply_async((flow_name, arguments.get("node_args")), {}, task_id=flow_id, queue=queue)
+            flow_id = flows._start(flow_name, arguments.get("node_args"), None, flow_id=task.request.id)
             log.info("flow %s (%s): started by a Selinon 1.x client", flow_name, flow_id)
             raise _ignore()  # no record under the flow id: the dispatcher keeps its own there
         _hand_back(task, f"a pass of flow {flow_name!r} that Selinon 1.x started")

@@ -38,6 +38,15 @@ class Condition(abc.ABC):
     def always_true(self) -> bool:
         return False
 
+    @abc.abstractmethod
+    def text(self, show_node: bool = False) -> str:
+        """A short readable form, such as ``and(fieldEqual(key=['a'], value=1), not(argsFieldExist(key='b')))``;
+        ``show_node``: name the parent a leaf reads (an edge with several ``from`` nodes)."""
+
+    @abc.abstractmethod
+    def tree(self) -> Any:
+        """The YAML form, normalised: every leaf that reads a result names its ``node``."""
+
 
 @dataclass(frozen=True)
 class Leaf(Condition):
@@ -71,6 +80,18 @@ class Leaf(Condition):
     def always_true(self) -> bool:
         return self.predicate.function is alwaysTrue
 
+    def text(self, show_node: bool = False) -> str:
+        named = [f"node={self.node}"] if show_node and self.reads_result and self.node is not None else []
+        return f"{self.name}({', '.join(named + [f'{k}={v!r}' for k, v in self.args.items()])})"
+
+    def tree(self) -> Any:
+        found: dict[str, Any] = {"name": self.name}
+        if self.reads_result and self.node is not None:
+            found["node"] = self.node
+        if self.args:
+            found["args"] = dict(self.args)
+        return found
+
 
 @dataclass(frozen=True)
 class All(Condition):
@@ -85,6 +106,12 @@ class All(Condition):
     @property
     def always_true(self) -> bool:
         return all(part.always_true for part in self.parts)
+
+    def text(self, show_node: bool = False) -> str:
+        return f"and({', '.join(part.text(show_node) for part in self.parts)})"
+
+    def tree(self) -> Any:
+        return {"and": [part.tree() for part in self.parts]}
 
 
 @dataclass(frozen=True)
@@ -101,6 +128,12 @@ class AnyOf(Condition):
     def always_true(self) -> bool:
         return any(part.always_true for part in self.parts)
 
+    def text(self, show_node: bool = False) -> str:
+        return f"or({', '.join(part.text(show_node) for part in self.parts)})"
+
+    def tree(self) -> Any:
+        return {"or": [part.tree() for part in self.parts]}
+
 
 @dataclass(frozen=True)
 class Not(Condition):
@@ -111,6 +144,12 @@ class Not(Condition):
 
     def nodes(self) -> set[str]:
         return self.part.nodes()
+
+    def text(self, show_node: bool = False) -> str:
+        return f"not({self.part.text(show_node)})"
+
+    def tree(self) -> Any:
+        return {"not": self.part.tree()}
 
 
 ALWAYS = Leaf("alwaysTrue")

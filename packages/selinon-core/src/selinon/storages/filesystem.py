@@ -87,6 +87,10 @@ class Filesystem(DataStorage):
             raise SelinonMissingDataException(f"task {task_id!r} has no error recorded")
         return dict(record["error"])
 
+    def retrieve_owner(self, flow_name: str, task_name: str, task_id: str) -> tuple[str | None, str | None]:
+        record = self._read(task_id)
+        return record.get("flow_name"), record.get("task_name")
+
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         try:
             (self.path / file_name(task_id)).unlink()

@@ -76,6 +76,10 @@ class InMemoryStorage(DataStorage):
             raise SelinonMissingDataException(f"task {task_id!r} has no error recorded")
         return dict(record["error"])
 
+    def retrieve_owner(self, flow_name: str, task_name: str, task_id: str) -> tuple[str | None, str | None]:
+        record = self._record(task_id)
+        return record["flow_name"], record["task_name"]
+
     def _record(self, task_id: str) -> dict[str, Any]:
         with self._lock:
             record = self._records.get(task_id)

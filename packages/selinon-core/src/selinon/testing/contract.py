@@ -282,6 +282,22 @@ class StorageContract:
         with pytest.raises(SelinonMissingDataException):
             storage.retrieve_error(FLOW, TASK, task_id())
 
+    # -- owner (optional) ------------------------------------------------------------------------------------
+
+    def test_retrieve_owner_names_what_the_record_was_stored_with(self, storage: DataStorage) -> None:
+        if type(storage).retrieve_owner is DataStorage.retrieve_owner:
+            pytest.skip(f"{type(storage).__name__} does not implement the optional retrieve_owner()")
+        stored, failed = task_id(), task_id()
+        storage.store(None, FLOW, TASK, stored, {"value": 1})
+        storage.store_error(None, "otherFlow", "otherTask", failed, _raise_and_capture())
+        # Asked with any names (a caller checks what it gets): the names the record keeps, not the ones asked with.
+        assert storage.retrieve_owner("", "someTask", stored) == (FLOW, TASK)
+        assert storage.retrieve_owner(FLOW, TASK, failed) == ("otherFlow", "otherTask")
+        storage.store(None, "thirdFlow", "thirdTask", stored, {"value": 2})
+        assert storage.retrieve_owner(FLOW, TASK, stored) == ("thirdFlow", "thirdTask")
+        with pytest.raises(SelinonMissingDataException):
+            storage.retrieve_owner(FLOW, TASK, task_id())
+
     # -- lifecycle -------------------------------------------------------------------------------------------
 
     def test_lifecycle(self, storage_factory: Callable[[], DataStorage]) -> None:
