@@ -191,6 +191,7 @@ BAD_FLOWS = """
         edges:
           - {from: [], to: Fetch}
           - {from: Fetch, to: [Store, Broken, Gone]}
+          - {from: Store, to: Fetch}
 """
 
 
@@ -219,7 +220,10 @@ def test_each_problem_is_one_line_naming_file_entry_and_fix(
         # Once, though three tasks use that queue.
         f"selinon: {nodes_yaml}: global: default_task_queue: environment variable INSPECT_PREFIX is not set; set it "
         "or change the option",
-        "selinon: 8 problems found",
+        # It loads (so that it can be drawn), but it would never end.
+        f"selinon: {flows_yaml}: flow 'mainFlow': cycle Fetch -> Store -> Fetch has no way out (no edge on it has a "
+        "condition); add a condition to one of its edges",
+        "selinon: 9 problems found",
     ]
     assert not (tmp_path / "connected").exists()
 

@@ -128,7 +128,7 @@ class Executor:
         return self._run(flow_name, node_args, selective)
 
     def _run(self, flow_name: str, node_args: Any, selective: dict[str, Any] | None) -> FlowRun:
-        self.system.flow(flow_name)
+        self.system.check_startable(flow_name)
         self._tasks.prepare(flow_name)
         self._futures: dict[Future[Outcome], NodeRun] = {}
         self._timers: list[tuple[float, int, Callable[[], None]]] = []

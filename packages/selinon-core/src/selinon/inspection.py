@@ -43,7 +43,8 @@ def inspect_files(files: Iterable[str | os.PathLike[str]]) -> Inspection:
 
 
 def check(system: System) -> list[str]:
-    """One line per problem, in the order a reader meets them: tasks, storages, flows' caches, queues."""
+    """One line per problem, in the order a reader meets them: tasks, storages, flows' caches, queues, flows that
+    could never end."""
     from selinon.pool import instantiate
 
     used = used_tasks(system)
@@ -63,6 +64,7 @@ def check(system: System) -> list[str]:
             action()
         except SelinonError as exc:
             problems[str(exc)] = None
+    problems.update(dict.fromkeys(system.endless.values()))
     return list(problems)
 
 

@@ -257,7 +257,7 @@ class CeleryFlows:
         self, flow_name: str, node_args: Any, selective: dict[str, Any] | None, flow_id: str | None = None
     ) -> str:
         """Send a flow's first dispatcher pass (under ``flow_id``, a new id by default); returns the flow id."""
-        self.system.flow(flow_name)
+        self.system.check_startable(flow_name)
         flow_id = flow_id or str(uuid.uuid4())
         kwargs: dict[str, Any] = {} if selective is None else {"selective": selective}
         context: dict[str, str] = {}

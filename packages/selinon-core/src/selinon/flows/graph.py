@@ -147,6 +147,8 @@ class System:
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ, repr=False)
     #: ``global: migration_dir``: how dispatcher states of earlier configurations are brought to this one.
     migrations: Migrations = field(default_factory=Migrations)
+    #: Flows that would run forever, and why: they load (to be drawn and inspected) but are not started.
+    endless: dict[str, str] = field(default_factory=dict)
 
     def task_queue(self, name: str) -> str | None:
         """The Celery queue of task ``name``: its ``queue:``, else ``global: default_task_queue``, expanded."""
@@ -167,6 +169,17 @@ class System:
         value = getattr(options, key)
         return None if value is None else str(expand(value, self.environ, options.where(key)))
 
+    def check_startable(self, name: str) -> None:
+        """Refuse to start a flow that could never end (it, or a flow it can start, loops unconditionally); such
+        flows still load, so that they can be drawn and inspected, as Selinon 1.x's documentation draws some."""
+        pending, seen = [name], set()
+        while pending:
+            current = pending.pop()
+            seen.add(current)
+            if current in self.endless:
+                raise ConfigurationError(f"flow {name!r} cannot be started: {self.endless[current]}")
+            pending.extend(n for n in self.flow(current).nodes() if n in self.flows and n not in seen)
+
     def flow(self, name: str) -> Flow:
         try:
             return self.flows[name]
@@ -175,8 +188,8 @@ class System:
             raise UnknownFlowError(f"no flow named {name!r}; {_suggest(name, self.flows, defined)}") from None
 
 
-def check_cycles(flow: Flow) -> None:
-    """A cycle whose edges all fire unconditionally would run forever: one of them needs a condition."""
+def endless_cycle(flow: Flow) -> str | None:
+    """Why the flow would run forever, if it would: a cycle whose edges all fire unconditionally."""
     graph: dict[str, set[str]] = {}
     for edge in flow.edges:
         if edge.condition.always_true:
@@ -185,25 +198,29 @@ def check_cycles(flow: Flow) -> None:
                     graph.setdefault(target, set()).add(source)
     cycle = find_cycle(graph)
     if cycle:
-        raise ConfigurationError(
+        return (
             f"{flow.where}: cycle {cycle} has no way out (no edge on it has a condition); "
             "add a condition to one of its edges"
         )
+    return None
 
 
-def check_recursion(flows: dict[str, Flow]) -> None:
-    """Flows may start each other (recursive sub-flows), but a loop of unconditional starts would never end."""
+def endless_recursion(flows: dict[str, Flow]) -> dict[str, str]:
+    """Flows may start each other (recursive sub-flows), but a loop of unconditional starts would never end: each
+    flow of such a loop, and why."""
     graph: dict[str, set[str]] = {name: set() for name in flows}
     for name, flow in flows.items():
         for node in surely_started(flow) & set(flows):
             graph[node].add(name)
     cycle = find_cycle(graph)
-    if cycle:
-        flow = flows[cycle.split(" -> ")[0]]
-        raise ConfigurationError(
-            f"{flow.where}: flows start each other in a loop with no way out ({cycle}: every run starts the next "
-            "one unconditionally); add a condition to one of the edges that starts a flow of that loop"
-        )
+    if not cycle:
+        return {}
+    names = cycle.split(" -> ")
+    why = (
+        f"{flows[names[0]].where}: flows start each other in a loop with no way out ({cycle}: every run starts the "
+        "next one unconditionally); add a condition to one of the edges that starts a flow of that loop"
+    )
+    return dict.fromkeys(names, why)
 
 
 def surely_started(flow: Flow) -> set[str]:

@@ -30,9 +30,9 @@ from selinon.flows.graph import (
     Sampling,
     System,
     TaskSpec,
-    check_cycles,
-    check_recursion,
     covers,
+    endless_cycle,
+    endless_recursion,
 )
 from selinon.flows.migrations import Migrations, MigrationWarning, check_latest, read_directory
 from selinon.flows.predicates import Predicates
@@ -162,13 +162,14 @@ def _system(
             _flow(entry, source, tasks, names_defined, predicates, environ) for source, _, entry in definitions
         )
     }
-    check_recursion(flows)
+    endless = {name: why for name, flow in flows.items() if (why := endless_cycle(flow))}
+    endless = {**endless_recursion(flows), **endless}
     found = Migrations()
     if options.migration_dir is not None and read_migrations:
         found = read_directory(options.migration_dir, options.where("migration_dir"))
         for problem in check_latest(found, flows):
             warnings.warn(problem, MigrationWarning, stacklevel=2)
-    system = System(configuration, tasks, flows, environ, found)
+    system = System(configuration, tasks, flows, environ, found, endless)
     check_selective(system)
     return system
 
@@ -319,7 +320,6 @@ def _flow(
         sampling=_sampling(entry.get("sampling"), where),
         cache=config_module._cache(entry.get("cache"), where, environ),
     )
-    check_cycles(flow)
     return flow
 
 
