@@ -68,9 +68,21 @@ def test_run_the_example_flow_and_read_results_back(capsys: pytest.CaptureFixtur
 
 def test_run_prints_a_summary_table(capsys: pytest.CaptureFixture[str]) -> None:
     order = {**ORDER, "express": False}
-    code, out, _ = run(capsys, "run", *CONFIG, "orderFlow", "--node-args", json.dumps(order), "--concurrency", "1")
+    code, out, err = run(capsys, "run", *CONFIG, "orderFlow", "--node-args", json.dumps(order), "--concurrency", "1")
     lines = out.splitlines()
-    assert code == 0 and "\r" not in out  # no progress when stdout is not a terminal
+    assert code == 0 and "\x1b" not in out  # the graph is drawn on terminals only
+    # Elsewhere, one plain line on stderr per change of a task's state.
+    progress: dict[str, list[str]] = {}  # each task's lines, in order (tasks run side by side)
+    for line in err.splitlines():
+        if line.startswith("selinon: orderFlow: "):
+            task, state = line.removeprefix("selinon: orderFlow: ").split(" ", 1)
+            progress.setdefault(task, []).append(state)
+    assert progress == {
+        "ValidateOrder": ["running", "done"],
+        "ReserveStock": ["running", "retrying (try 1 failed)", "running (try 2)", "done after 2 tries"],
+        "StandardShipping": ["running", "done"],
+        "Confirm": ["running", "done"],
+    }
     assert lines[0].split() == ["TASK", "STATE", "TRIES", "STORAGE", "RECORD", "ID", "TASK", "ID"]
     assert {line.split()[0] for line in lines[1:-1]} == {"ValidateOrder", "ReserveStock", "StandardShipping", "Confirm"}
     assert all(line.split()[1] == "succeeded" for line in lines[1:-1])
@@ -90,10 +102,13 @@ def test_a_failed_flow_exits_1_and_its_error_can_be_read(capsys: pytest.CaptureF
 
 def test_progress_on_a_terminal(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
-    code, out, _ = run(capsys, "run", *CONFIG, "orderFlow", "--node-args", json.dumps(ORDER))
+    code, out, err = run(capsys, "run", *CONFIG, "orderFlow", "--node-args", json.dumps(ORDER))
     assert code == 0
-    assert "\rorderFlow: 0 done, 1 running, 0 failed" in out and "orderFlow: 3 done, 1 running, 0 failed" in out
-    assert out.splitlines()[-1].endswith("succeeded")
+    # The graph, redrawn as the flow moves (test_progress.py tests the drawing), then erased for the report.
+    assert "    Confirm           waiting\n" in out and "  + ReserveStock      done after 2 tries\n" in out
+    report = out.rsplit("\x1b[J", 1)[1]
+    assert report.splitlines()[0].split()[0] == "TASK" and report.splitlines()[-1].endswith("succeeded")
+    assert "selinon: orderFlow:" not in err  # no plain lines besides the graph
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ import click
 from selinon import jsonpolicy
 from selinon.cli import EXIT_FAILED, _table, config_option
 from selinon.errors import SelinonMissingDataException
+from selinon.progress import GraphProgress, PlainProgress
 
 if TYPE_CHECKING:
     from selinon.executor import FlowRun
@@ -34,29 +35,10 @@ def _node_args(_ctx: click.Context, _param: click.Parameter, value: str | None) 
         raise click.BadParameter(f"not JSON ({exc}); for example '{{\"order\": 7}}'") from None
 
 
-class _Progress:
-    """One line on the terminal, rewritten as tasks start and end."""
-
-    def __init__(self) -> None:
-        self.width = 0
-
-    def __call__(self, root: FlowRun) -> None:
-        states = [node.state for node in root.tasks()]
-        running = sum(state in ("running", "retrying") for state in states)
-        line = f"{root.name}: {states.count('succeeded')} done, {running} running, {states.count('failed')} failed"
-        click.echo("\r" + line.ljust(self.width), nl=False)
-        self.width = len(line)
-
-    def clear(self) -> None:
-        if self.width:
-            click.echo("\r" + " " * self.width + "\r", nl=False)
-            self.width = 0
-
-
 class _Messages(logging.Handler):
     """The executor's retry and failure messages, as `selinon:` lines on standard error, above the progress."""
 
-    def __init__(self, progress: _Progress | None) -> None:
+    def __init__(self, progress: GraphProgress | PlainProgress | None) -> None:
         super().__init__(logging.WARNING)
         self.progress = progress
 
@@ -140,7 +122,9 @@ def run(
             sys.path.insert(0, directory)
     system = flows.load(files)  # after the path is set: it imports `global: predicates_module`
     system.flow(flow)
-    progress = _Progress() if sys.stdout.isatty() and not as_json else None
+    progress: GraphProgress | PlainProgress | None = None
+    if not as_json:
+        progress = GraphProgress(sys.stdout) if sys.stdout.isatty() else PlainProgress(sys.stderr)
     messages = _Messages(progress)
     logger = logging.getLogger("selinon.executor")
     logger.addHandler(messages)
