@@ -8,22 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from clikit import run
 from conftest import MakeDistribution, adapter_source
 
 import selinon
-from selinon.cli import main
 
 EXAMPLE = Path(__file__).parents[3] / "examples" / "nodes.yaml"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_plugins_list_json(capsys: pytest.CaptureFixture[str]) -> None:

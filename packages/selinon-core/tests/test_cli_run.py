@@ -8,8 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from selinon.cli import main
+from clikit import run
 
 FLOW = Path(__file__).parents[3] / "examples" / "flow"
 CONFIG = ["-c", str(FLOW / "nodes.yaml"), "-c", str(FLOW / "flows.yaml")]
@@ -22,16 +21,6 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     return tmp_path / "examples" / "flow" / "results"
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_run_the_example_flow_and_read_results_back(capsys: pytest.CaptureFixture[str], in_tmp: Path) -> None:

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 import yaml
+from clikit import run
 
 from selinon import flows
-from selinon.cli import main
 from selinon.flows import plot
 from selinon.flows.conditions import parse
 
@@ -34,16 +34,6 @@ needs_dot = pytest.mark.skipif(not HAS_DOT, reason="Graphviz's dot is not instal
 @pytest.fixture(autouse=True)
 def keep_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "path", list(sys.path))
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    try:
-        main(list(argv))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def svg_graph(path: Path) -> tuple[set[str], list[tuple[str, str]], dict[str, ET.Element]]:
