@@ -37,7 +37,11 @@ def make_app(
         broker_connection_retry_on_startup=True,
         worker_prefetch_multiplier=1,
     )
-    return app, attach(app, config if isinstance(config, System) else list(config), poll_interval=0.2)
+    system = config if isinstance(config, System) else list(config)
+    # Test-sized: a look 0.2 s after a change, at most every 2 s while nothing changes (nudges do the rest); a
+    # message of an unknown flow or task is handed back for SELINON_TEST_HAND_BACK seconds.
+    hand_back = float(os.environ.get("SELINON_TEST_HAND_BACK", "60"))
+    return app, attach(app, system, poll_interval=0.2, max_poll_interval=2.0, hand_back_timeout=hand_back)
 
 
 if "SELINON_TEST_BROKER" in os.environ:

@@ -157,3 +157,11 @@ class Stamp(Recorded):
 
     def work(self, node_args: Any) -> Any:
         return {"at": time.time()}
+
+
+class Nap(Recorded):
+    """Runs for ``nap`` seconds (default 3); returns when it woke."""
+
+    def work(self, node_args: Any) -> Any:
+        time.sleep(node_args.get("nap", 3))
+        return {"woke": time.time()}
