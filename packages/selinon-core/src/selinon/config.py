@@ -77,15 +77,15 @@ class RetryConfig:
         None when no attempt is left.
 
         The first wait is ``backoff``: a connection that was merely dropped works again at once. Each later wait is
-        at least twice ``backoff`` more, and long enough that the waits left, each doubling the one before, end at
+        at least twice the one before it, and long enough that the waits left, each doubling the one before, end at
         the deadline: with ``{attempts: 5, deadline: 10}`` the attempts start at about 0, 0.1, 1.5, 4.3 and 10 s.
         """
         left, remaining = self.attempts - attempt, self.deadline - waited
         if left <= 0 or remaining <= 0:
             return None
-        wait = self.backoff * 2 ** (attempt - 1)
+        wait: float = self.backoff * 2.0 ** (attempt - 1)
         if attempt > 1:  # the first of `left` waits that double and add up to what remains
-            wait = max(wait, remaining / (2 ** min(left, 30) - 1))
+            wait = max(wait, remaining / (2.0 ** min(left, 30) - 1))
         if self.max_backoff is not None:
             wait = min(wait, self.max_backoff)
         return min(wait, remaining)
