@@ -76,9 +76,9 @@ class RetryConfig:
         """Seconds to wait after attempt number ``attempt`` failed, ``waited`` seconds after the first began;
         None when no attempt is left.
 
-        The first wait is ``backoff``: a connection that was merely dropped works again at once. Each later wait is
-        at least twice the one before it, and long enough that the waits left, each doubling the one before, end at
-        the deadline: with ``{attempts: 5, deadline: 10}`` the attempts start at about 0, 0.1, 1.5, 4.3 and 10 s.
+        The first wait is ``backoff``: a connection that was merely dropped works again at once. Each later wait
+        doubles the one before, or more: long enough that the waits left, each doubling the one before, end at the
+        deadline: with ``{attempts: 5, deadline: 10}`` the attempts start at about 0, 0.1, 1.5, 4.3 and 10 s.
         """
         left, remaining = self.attempts - attempt, self.deadline - waited
         if left <= 0 or remaining <= 0:

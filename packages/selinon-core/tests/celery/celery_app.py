@@ -36,6 +36,9 @@ def make_app(
         result_expires=3600,
         broker_connection_retry_on_startup=True,
         worker_prefetch_multiplier=1,
+        # Celery events (what Flower shows), where a test asks for them.
+        worker_send_task_events=bool(os.environ.get("SELINON_TEST_EVENTS")),
+        task_send_sent_event=bool(os.environ.get("SELINON_TEST_EVENTS")),
     )
     system = config if isinstance(config, System) else list(config)
     # Test-sized: a look 0.2 s after a change, at most every 2 s while nothing changes (nudges do the rest); a

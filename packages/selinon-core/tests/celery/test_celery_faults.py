@@ -275,6 +275,36 @@ def test_the_dispatcher_backs_off_while_a_task_runs_and_looks_again_soon_after_i
     assert passes <= 9, passes
 
 
+# -- what operators see ------------------------------------------------------------------------------------------
+
+
+def test_events_and_logs_name_flows_and_tasks_and_show_no_flow_state(make_cluster: MakeCluster, run_dir: Path) -> None:
+    """Celery's events (Flower's view) name each message selinon.dispatcher:Flow or selinon.task:Flow.Task, with
+    short argument reprs and never a flow's state; the worker's INFO log has no line per dispatcher pass."""
+    cluster = make_cluster("events")
+    client = cluster.client()
+    worker = cluster.worker("events", SELINON_TEST_EVENTS="1")
+    seen: list[dict[str, Any]] = []
+    with client.app.connection_for_read() as connection:
+        receiver = client.app.events.Receiver(connection, handlers={"*": seen.append})
+        listening = threading.Thread(target=lambda: receiver.capture(limit=None, timeout=None, wakeup=False))
+        listening.start()
+        time.sleep(1)
+        report = client.wait(client.run_flow("orderFlow", {**ORDER, "dir": str(run_dir)}), timeout=60)
+        time.sleep(1)
+        receiver.should_stop = True
+        listening.join(10)
+    assert report.state == "succeeded"
+    names = {e["name"] for e in seen if e["type"] in ("task-sent", "task-received") and e.get("name")}
+    assert {"selinon.dispatcher:orderFlow", "selinon.dispatcher:auditFlow", "selinon.task:orderFlow.Order",
+            "selinon.task:orderFlow.Reserve", "selinon.task:auditFlow.Audit"} <= names, names  # fmt: skip
+    shown = [str(e.get(k)) for e in seen for k in ("args", "kwargs") if e.get(k) is not None]
+    assert shown and max(map(len, shown)) <= 200 and not [s for s in shown if "'nodes'" in s or "'fired'" in s]
+    passes = [line for line in worker.output().splitlines() if "INFO" in line and "selinon.dispatcher" in line]
+    assert not passes, passes[:5]
+    assert f"flow orderFlow ({report.flow_id}) succeeded" in worker.output()
+
+
 # -- the command line with the broker down ---------------------------------------------------------------------
 
 

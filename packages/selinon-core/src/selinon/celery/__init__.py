@@ -82,6 +82,7 @@ def attach(
     max_poll_interval: float | None = None,
     dispatcher_queue: str | None = None,
     hand_back_timeout: float = 600.0,
+    nudge: bool = True,
 ) -> CeleryFlows:
     """Register Selinon's dispatcher and task envelope on ``app`` and configure this process's storage pool.
 
@@ -92,8 +93,8 @@ def attach(
     A dispatcher looks at a flow ``poll_interval`` seconds after something changed, and backs off, doubling, up to
     ``max_poll_interval`` while nothing does (default: 30 s with a Redis result backend, whose tasks nudge their
     flows when they end, else 8 times ``poll_interval``; at most half a Redis broker's ``visibility_timeout``).
-    A worker hands a message of a flow or task it does not know back for another worker for up to
-    ``hand_back_timeout`` seconds.
+    ``nudge=False`` turns the nudges off: then only the chain looks. A worker hands a message of a flow or task it
+    does not know back for another worker for up to ``hand_back_timeout`` seconds.
     """
     if not isinstance(config, System):
         if config is None:
@@ -122,6 +123,7 @@ def attach(
         max_poll_interval=max_poll_interval,
         dispatcher_queue=dispatcher_queue,
         hand_back_timeout=hand_back_timeout,
+        nudge=nudge,
     )
     _ATTACHED[app] = flows_
     return flows_
@@ -207,6 +209,7 @@ class CeleryFlows:
         dispatcher_queue: str | None,
         max_poll_interval: float | None = None,
         hand_back_timeout: float = 600.0,
+        nudge: bool = True,
     ) -> None:
         if poll_interval <= 0:
             raise ValueError("poll_interval must be more than 0 seconds")
@@ -217,6 +220,7 @@ class CeleryFlows:
         self.hand_back_timeout = hand_back_timeout
         #: Flow locks and nudges (a Redis result backend), else None: the dispatcher's chain alone.
         self.coordinator = Coordinator.of(app.backend)
+        self.nudges = nudge and self.coordinator is not None
         self.max_poll_interval = max(poll_interval, max_poll_interval or self._default_max_poll())
         self.transient = delivery.transient_errors(app)
         self._local_throttle = LocalThrottle()
@@ -252,7 +256,7 @@ class CeleryFlows:
         self.task: Any = app.task(name=TASK, track_started=True, after_return=after_envelope, **options)(envelope)
 
     def _default_max_poll(self) -> float:
-        ceiling = 30.0 if self.coordinator is not None else 8 * self.poll_interval
+        ceiling = 30.0 if self.nudges else 8 * self.poll_interval
         visibility = (self.app.conf.broker_transport_options or {}).get("visibility_timeout")
         if visibility:  # a countdown longer than that would be delivered again meanwhile (Redis, SQS brokers)
             ceiling = min(ceiling, float(visibility) / 2)
@@ -435,7 +439,7 @@ class CeleryFlows:
         """Have the flow looked at now (or after ``countdown``), unless a look is on its way already (``again``:
         even then). Best effort: the dispatcher's chain looks at the flow anyway."""
         coordinator = self.coordinator
-        if coordinator is None or flow_name not in self.system.flows:
+        if not self.nudges or coordinator is None or flow_name not in self.system.flows:
             return
         try:
             if not self._patiently(lambda: coordinator.mark(flow_id), f"flow {flow_id}: nudge") and not again:
