@@ -69,6 +69,13 @@ def session_id(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     engine.dispose()
 
 
+def python_path(first: Path) -> str:
+    """A PYTHONPATH for processes the tests start: ``first``, then this process's PYTHONPATH, made absolute (the
+    processes run in other directories)."""
+    inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return os.pathsep.join([str(first), *(str(Path(p).resolve()) for p in inherited if p)])
+
+
 def table_name(tag: str) -> str:
     return tag.replace("-", "_")
 
@@ -110,9 +117,7 @@ class Worker:
         self.env = {
             **os.environ,
             **cluster.env,
-            "PYTHONPATH": os.pathsep.join(
-                [str(HERE), *(str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
-            ),
+            "PYTHONPATH": python_path(HERE),
             "SELINON_CONFIG": config,
             "SELINON_TEST_BROKER": cluster.broker,
             "SELINON_TEST_BACKEND": cluster.backend,

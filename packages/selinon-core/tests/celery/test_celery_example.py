@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import READY_TIMEOUT
+from conftest import READY_TIMEOUT, python_path
 
 from selinon.testing import ServerProcess
 
@@ -30,7 +30,7 @@ def example(own_redis: ServerProcess, tmp_path: Path) -> Iterator[dict[str, str]
     env = {
         **os.environ,
         "CELERY_BROKER_URL": f"redis://127.0.0.1:{own_redis.port}/0",
-        "PYTHONPATH": os.pathsep.join([str(EXAMPLE), *(str(Path(p).resolve()) for p in sys.path if p)]),
+        "PYTHONPATH": python_path(EXAMPLE),
     }
     workers = []
     try:

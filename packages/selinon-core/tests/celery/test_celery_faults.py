@@ -27,7 +27,17 @@ import pytest
 import sqlalchemy as sa
 import yaml
 from celery_tasks import runs
-from conftest import HERE, POSTGRESQL, RABBITMQ, READY_TIMEOUT, Cluster, MakeCluster, Worker, table_name
+from conftest import (
+    HERE,
+    POSTGRESQL,
+    RABBITMQ,
+    READY_TIMEOUT,
+    Cluster,
+    MakeCluster,
+    Worker,
+    python_path,
+    table_name,
+)
 
 from selinon.pool import StoragePool
 from selinon.testing import ServerProcess, TcpProxy, free_port
@@ -317,7 +327,7 @@ def dead_broker_env(make_cluster: MakeCluster) -> Iterator[dict[str, str]]:
     yield {
         **os.environ,
         **cluster.env,
-        "PYTHONPATH": os.pathsep.join([str(HERE), *(str(Path(p).resolve()) for p in sys.path if p)]),
+        "PYTHONPATH": python_path(HERE),
         "SELINON_CONFIG": os.pathsep.join(str(HERE / f) for f in ("nodes.yaml", "flows.yaml")),
         "SELINON_TEST_BROKER": dead,
         "SELINON_TEST_BACKEND": dead,

@@ -390,7 +390,10 @@ class CeleryFlows:
         return delivery.patiently(call, what, self.transient)
 
     def _publish(self, task: Any, what: str, *args: Any, **options: Any) -> None:
-        delivery.publish(lambda: task.apply_async(*args, retry_policy=RETRY_POLICY, **options), what, self.transient)
+        def send() -> Any:
+            return task.apply_async(*args, retry=True, retry_policy=RETRY_POLICY, **options)
+
+        delivery.publish(send, what, self.transient)
 
     def _meta(self, task_id: str) -> dict[str, Any]:
         """A task's (or flow's) backend record, read afresh."""
@@ -428,7 +431,9 @@ class CeleryFlows:
             log.warning("task %s (%s) failed, retrying in %ss: %s", task_name, task_id, outcome.retry_in, outcome.error)
             try:
                 shown = {"argsrepr": task.request.argsrepr, "kwargsrepr": task.request.kwargsrepr}
-                raise task.retry(countdown=outcome.retry_in, max_retries=None, retry_policy=RETRY_POLICY, **shown)
+                raise task.retry(
+                    countdown=outcome.retry_in, max_retries=None, retry=True, retry_policy=RETRY_POLICY, **shown
+                )
             except Reject as exc:  # Celery could not send the retry: the broker keeps this message instead
                 raise Reject(f"task {task_name!r} ({task_id}): its retry was not sent: {exc}", requeue=True) from None
         if outcome.error is not None:
@@ -458,16 +463,16 @@ class CeleryFlows:
         self, task: Any, flow_name: str, node_args: Any, message: dict[str, Any], nudge: bool, waits: int
     ) -> NoReturn:
         flow_id = task.request.id
-        if flow_name not in self.system.flows:
-            why = f"flow {flow_name!r} is not in this worker's configuration"
-            delivery.hand_back(task, why, self.hand_back_timeout)
-            error = f"{why}, nor in that of another worker that took it within {self.hand_back_timeout:g}s"
-            self._finish(task, flow_id, _unknown_report(flow_name, flow_id, error), message["caller"])
-        coordinator, lease = self.coordinator, None
+        coordinator, lease, reachable = self.coordinator, None, True
         try:
+            if flow_name not in self.system.flows:
+                why = f"flow {flow_name!r} is not in this worker's configuration"
+                delivery.hand_back(task, why, self.hand_back_timeout)
+                error = f"{why}, nor in that of another worker that took it within {self.hand_back_timeout:g}s"
+                self._finish(task, flow_id, _unknown_report(flow_name, flow_id, error), message["caller"])
             if coordinator is not None:
                 lease = self._patiently(lambda: coordinator.acquire(flow_id), f"flow {flow_id}: lock")
-                if lease is None and nudge:  # another pass runs: it looks again when it is done (see below)
+                if lease is None and nudge:  # another pass runs: it looks again when it is done (see _leave)
                     self._patiently(lambda: coordinator.mark(flow_id), f"flow {flow_id}: mark")
                     lease = self._patiently(lambda: coordinator.acquire(flow_id), f"flow {flow_id}: lock")
                 if lease is None:
@@ -477,19 +482,24 @@ class CeleryFlows:
                 self._patiently(lambda: coordinator.unmark(flow_id), f"flow {flow_id}: mark")
             self._pass(task, self.system.flow(flow_name), flow_id, {**message, "node_args": node_args}, nudge)
         except Unreachable as exc:
+            reachable = False
             log.warning("flow %s (%s): %s; the pass is handed back to the broker", flow_name, flow_id, exc)
             raise Reject(f"flow {flow_name!r} ({flow_id}): {exc}", requeue=True) from None
         finally:
             if lease is not None and coordinator is not None:
-                self._leave(coordinator, flow_name, flow_id, lease)
+                self._leave(coordinator, flow_name, flow_id, lease, reachable)
 
-    def _leave(self, coordinator: Coordinator, flow_name: str, flow_id: str, lease: str) -> None:
-        """Release the flow's lock; a nudge that came meanwhile gets its look now."""
+    def _leave(self, coordinator: Coordinator, flow_name: str, flow_id: str, lease: str, reachable: bool) -> None:
+        """Release the flow's lock; a nudge that came meanwhile gets its look now. After an outage, one try: the
+        lock's lease ends it otherwise."""
         try:
+            if not reachable:
+                coordinator.release(flow_id, lease)
+                return
             self._patiently(lambda: coordinator.release(flow_id, lease), f"flow {flow_id}: lock")
             marked = self._patiently(lambda: coordinator.marked(flow_id), f"flow {flow_id}: mark")
-        except Unreachable as exc:  # the lock's lease ends it
-            log.warning("flow %s (%s): %s", flow_name, flow_id, exc)
+        except Exception as exc:
+            log.warning("flow %s (%s): the lock is left to its lease: %s", flow_name, flow_id, exc)
             return
         if marked:
             self._nudge(flow_name, flow_id, again=True)

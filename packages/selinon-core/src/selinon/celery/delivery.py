@@ -110,6 +110,7 @@ def hand_back(task: Any, reason: str, timeout: float) -> None:
     try:
         copy.apply_async(
             headers={**headers, HANDED_BACK: first or now, HAND_BACKS: count + 1},
+            retry=True,
             retry_policy=RETRY_POLICY,
             argsrepr=getattr(request, "argsrepr", None),
             kwargsrepr=getattr(request, "kwargsrepr", None),
