@@ -90,9 +90,10 @@ class Watcher:
 
 
 class Supervisor:
-    """Starts again a worker that exited, as systemd or Kubernetes would: with Celery 5.7 and kombu 5.7, a worker
-    may exit ("Unrecoverable error: AttributeError: 'NoneType' object has no attribute 'hostname'", in kombu's
-    Redis channel) when its Redis broker goes away while it holds unacknowledged messages."""
+    """Starts again a worker that exited or logged an unrecoverable error, as systemd or Kubernetes (with a liveness
+    check) would: with Celery 5.7 and kombu 5.7, a worker may stop ("Unrecoverable error: AttributeError:
+    'NoneType' object has no attribute 'hostname'", in kombu's Redis channel) when its Redis broker goes away while
+    it holds unacknowledged messages, and its shutdown may then hang."""
 
     def __init__(self, workers: list[Worker]) -> None:
         self.workers, self.restarts = workers, 0
@@ -110,7 +111,9 @@ class Supervisor:
     def _watch(self) -> None:
         while not self._stop.wait(0.5):
             for worker in self.workers:
-                if worker.exited:
+                output = worker.output()
+                if worker.exited or "Unrecoverable error" in output[output.rfind(" ready.") :]:
+                    worker.kill()
                     self.restarts += 1
                     worker.start()
 
@@ -121,6 +124,24 @@ def start_flows(client: Any, run_dir: Path, count: int = FLOWS) -> list[str]:
         (run_dir / str(number)).mkdir()
         ids.append(client.run_flow("orderFlow", {**ORDER, "order": number, "dir": str(run_dir / str(number))}))
     return ids
+
+
+def wait_for_all(client: Any, flow_ids: list[str], timeout: float = 150) -> dict[str, Any]:
+    """Every flow's final report; a flow not done in ``timeout`` fails the test with what its record says."""
+    deadline, reports = time.monotonic() + timeout, {}
+    for flow_id in flow_ids:
+        try:
+            reports[flow_id] = client.wait(flow_id, timeout=max(1.0, deadline - time.monotonic()))
+        except TimeoutError:
+            record = client.app.backend.get_task_meta(flow_id, cache=False)
+            info = record.get("result") if isinstance(record.get("result"), dict) else {}
+            nodes = [(t["task"], t["state"]) for t in info.get("tasks", [])]
+            due = info.get("due") and round(info["due"] - time.time(), 1)
+            raise AssertionError(
+                f"flow {flow_id} not done: {record.get('status')}, pass {info.get('pass')}, chain "
+                f"{info.get('chain')}, next look due in {due}s, nodes {nodes}"
+            ) from None
+    return reports
 
 
 def wait_until_done(client: Any, flow_ids: list[str], at_least: int, timeout: float = 60) -> None:
@@ -174,7 +195,7 @@ def test_flows_survive_a_restart_of_their_redis_broker_and_result_backend(
         own_redis.stop()
         time.sleep(8)
         own_redis.start()
-        reports = {flow_id: client.wait(flow_id, timeout=150) for flow_id in flow_ids}
+        reports = wait_for_all(client, flow_ids)
     logs = "".join(w.output() for w in workers)
     print(f"workers started again after they exited: {supervisor.restarts}")
     assert watcher.unanswered > 0, "the watcher never saw the backend down"
@@ -202,7 +223,7 @@ def test_flows_survive_cut_rabbitmq_connections(make_cluster: MakeCluster, run_d
             cut = proxy.cut()
             time.sleep(5)
             proxy.accept()
-            reports = {flow_id: client.wait(flow_id, timeout=150) for flow_id in flow_ids}
+            reports = wait_for_all(client, flow_ids)
         assert cut >= 2, "the workers' connections were cut"
         assert not watcher.changed_after_final(), watcher.changed_after_final()
         logs = "".join(w.output() for w in workers)
@@ -402,13 +423,44 @@ def test_an_envelope_failure_outside_the_task_sends_the_task_again_then_fails_it
     assert node["error"] == "its envelope failed 4 times, last: ConnectionError: lost the backend"
 
 
-def test_a_task_the_backend_knows_nothing_of_is_looked_for_in_its_storage(no_workers: Any) -> None:
-    """PENDING a minute after it was sent, and its result stored: the backend lost its record."""
+def test_a_task_not_started_a_minute_after_it_was_sent_is_looked_for_and_sent_again(no_workers: Any) -> None:
+    """PENDING a minute after it was sent: with no result in its storage, the message may be lost (kombu's Redis
+    transport can lose one a worker was taking when the broker stopped): it is sent again, once a minute, three
+    times at most; with a result stored, the backend lost its record, and the task succeeded."""
     run, node = started_task(no_workers)
     node["sent"] = time.time() - 61
     no_workers._poll(run, node)
-    assert node["state"] == "scheduled"  # nothing stored: it may still be queued
-    node["looked"] = 0
+    assert (node["state"], node["resent"]) == ("scheduled", 1) and time.time() - node["sent"] < 5
+    no_workers._poll(run, node)
+    assert node["resent"] == 1, "not again within the minute"
+    node["sent"] = node["looked"] = time.time() - 61
     StoragePool.set({"dir": "-"}, run.flow.name, node["name"], node["id"], {"slow": "done"})
     no_workers._poll(run, node)
-    assert node["state"] == "succeeded"
+    assert node["state"] == "succeeded" and node["resent"] == 1
+
+
+def test_a_flow_whose_next_look_is_long_overdue_is_nudged_and_its_chain_goes_on(no_workers: Any) -> None:
+    """A sub-flow's chain message lost with a broker: its parent's pass sees its next look a minute overdue and
+    nudges it; that nudged pass sends the chain's next message, and the record says so."""
+    from celery.exceptions import Ignore
+
+    from selinon.flows.dispatcher import FlowState
+
+    parent, sub = started_task(no_workers, "finishFlow")
+    assert sub["kind"] == "flow" and sub["name"] == "auditFlow"
+    child = FlowState(no_workers.system, no_workers.system.flow("auditFlow"), sub["id"], {"dir": "-"})
+    child.advance(no_workers.throttle)
+    resume = {"node_args": {"dir": "-"}, "parent": {}, "selective": None, "caller": None,
+              "state": {"pass": 3, "flow": child.dump()}}  # fmt: skip
+    overdue = time.time() - 61
+    backend = no_workers.app.backend
+    record = {"flow": "auditFlow", "flow_id": sub["id"], "state": "running", "tasks": [], "pass": 2}
+    backend.store_result(sub["id"], {**record, "resume": resume, "chain": 3, "due": overdue}, "RUNNING")
+    no_workers._poll(parent, sub)
+    assert no_workers.coordinator.marked(sub["id"]), "the sub-flow was nudged"
+    carrier = type("Message", (), {"backend": backend})()  # what _pass uses of a Celery task: its backend
+    message = {"state": {}, "parent": None, "selective": None, "caller": None, "node_args": None}
+    with pytest.raises(Ignore):
+        no_workers._pass(carrier, no_workers.system.flow("auditFlow"), sub["id"], message, True)
+    parked = backend.get_task_meta(sub["id"], cache=False)["result"]
+    assert (parked["pass"], parked["chain"]) == (3, 4) and parked["due"] > time.time()

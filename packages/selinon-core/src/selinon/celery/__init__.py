@@ -393,7 +393,7 @@ class CeleryFlows:
         def send() -> Any:
             return task.apply_async(*args, retry=True, retry_policy=RETRY_POLICY, **options)
 
-        delivery.publish(send, what, self.transient)
+        delivery.publish(send, what)
 
     def _meta(self, task_id: str) -> dict[str, Any]:
         """A task's (or flow's) backend record, read afresh."""
@@ -462,25 +462,36 @@ class CeleryFlows:
     def _dispatch(
         self, task: Any, flow_name: str, node_args: Any, message: dict[str, Any], nudge: bool, waits: int
     ) -> NoReturn:
+        """A dispatcher message: one pass, under the flow's lock. It ends without a result (the pass writes the flow's
+        record itself) or hands the message back to the broker; never a Celery FAILURE, which would look final."""
         flow_id = task.request.id
         coordinator, lease, reachable = self.coordinator, None, True
         try:
-            if flow_name not in self.system.flows:
-                why = f"flow {flow_name!r} is not in this worker's configuration"
-                delivery.hand_back(task, why, self.hand_back_timeout)
-                error = f"{why}, nor in that of another worker that took it within {self.hand_back_timeout:g}s"
-                self._finish(task, flow_id, _unknown_report(flow_name, flow_id, error), message["caller"])
-            if coordinator is not None:
-                lease = self._patiently(lambda: coordinator.acquire(flow_id), f"flow {flow_id}: lock")
-                if lease is None and nudge:  # another pass runs: it looks again when it is done (see _leave)
-                    self._patiently(lambda: coordinator.mark(flow_id), f"flow {flow_id}: mark")
+            try:
+                if flow_name not in self.system.flows:
+                    why = f"flow {flow_name!r} is not in this worker's configuration"
+                    delivery.hand_back(task, why, self.hand_back_timeout)
+                    error = f"{why}, nor in that of another worker that took it within {self.hand_back_timeout:g}s"
+                    self._finish(task, flow_id, _unknown_report(flow_name, flow_id, error), message["caller"])
+                if coordinator is not None:
                     lease = self._patiently(lambda: coordinator.acquire(flow_id), f"flow {flow_id}: lock")
-                if lease is None:
-                    if not nudge:  # the chain must go on: this message again, a little later
-                        self._again(task, waits)
-                    raise Ignore()
-                self._patiently(lambda: coordinator.unmark(flow_id), f"flow {flow_id}: mark")
-            self._pass(task, self.system.flow(flow_name), flow_id, {**message, "node_args": node_args}, nudge)
+                    if lease is None and nudge:  # another pass runs: it looks again when it is done (see _leave)
+                        self._patiently(lambda: coordinator.mark(flow_id), f"flow {flow_id}: mark")
+                        lease = self._patiently(lambda: coordinator.acquire(flow_id), f"flow {flow_id}: lock")
+                    if lease is None:
+                        if not nudge:  # the chain must go on: this message again, a little later
+                            self._again(task, waits)
+                        raise Ignore()
+                    self._patiently(lambda: coordinator.unmark(flow_id), f"flow {flow_id}: mark")
+                self._pass(task, self.system.flow(flow_name), flow_id, {**message, "node_args": node_args}, nudge)
+            except (Ignore, Reject, Unreachable):
+                raise
+            except Exception as exc:  # not the flow's doing (that is counted in _pass), and not final either
+                log.exception("flow %s (%s): the dispatcher pass failed", flow_name, flow_id)
+                why = f"the dispatcher pass failed: {runtime.describe(exc)}"
+                delivery.hand_back(task, why, self.hand_back_timeout)
+                error = f"{why} (tried again for {self.hand_back_timeout:g}s)"
+                self._finish(task, flow_id, _unknown_report(flow_name, flow_id, error), message["caller"])
         except Unreachable as exc:
             reachable = False
             log.warning("flow %s (%s): %s; the pass is handed back to the broker", flow_name, flow_id, exc)
@@ -563,11 +574,15 @@ class CeleryFlows:
         if run.done or final:
             self._finish(task, flow_id, report, caller)
         chain, due = (parked.get("chain", 0), parked.get("due")) if parked is not None else (number, None)
-        if not nudge:  # the chain's next message: the strategy's wait, or the flow's retry_countdown
+        # A nudge whose chain's next message is long overdue (lost with a broker) takes the chain over.
+        leads = not nudge or (due is not None and time.time() - float(due) > LOST_AFTER)
+        if leads:  # the chain's next message: the strategy's wait, or the flow's retry_countdown
             look = flow.retry_countdown if retry else run.next_look(self.poll_interval, self.max_poll_interval)
         resume = {**{k: source.get(k) for k in ("parent", "selective", "caller")}, "node_args": run.node_args}
         resume["state"] = {"pass": this + 1, "flow": run.dump()}  # after next_look: it keeps its last wait
-        if not nudge:
+        if leads:
+            if nudge:
+                log.warning("flow %s (%s): its next look was overdue; the chain goes on from here", flow.name, flow_id)
             self._send_chain(flow, flow_id, resume, look)
             chain, due = this + 1, time.time() + look
         elif retry and (due is None or time.time() + flow.retry_countdown < float(due)):
@@ -628,6 +643,7 @@ class CeleryFlows:
                 node["state"] = "running" if state == RUNNING else "scheduled"
                 if state == RUNNING and isinstance(info, dict):
                     node["tasks"] = info.get("tasks", [])
+                    self._revive(node, info)
         elif state == "SUCCESS":
             run.ended(node["id"], True, **(info if isinstance(info, dict) else {}))
         elif state == "FAILURE":
@@ -641,8 +657,11 @@ class CeleryFlows:
             now = time.time()
             sent, looked = node.get("sent", now), node.get("looked", 0)
             if state == "PENDING" and now - sent > LOST_AFTER and now - looked > LOST_AFTER:
-                node["looked"] = now  # the backend may have lost its record: the storage may hold the result
-                self._stored(run, node)
+                # Not even started: the backend may have lost its record (the storage holds the result), or the
+                # broker the message (kombu's Redis transport can, when the broker stops as a worker takes it).
+                node["looked"] = now
+                if not self._stored(run, node) and node.get("resent", 0) < ENVELOPE_RESENDS:
+                    self._resend(run, node, f"not started {now - sent:.0f}s after it was sent")
 
     def _stored(self, run: FlowState, node: dict[str, Any]) -> bool:
         """Whether the task's storage holds its result (then it succeeded, whatever the backend says)."""
@@ -669,14 +688,27 @@ class CeleryFlows:
         if resent >= ENVELOPE_RESENDS:
             run.ended(node["id"], False, error=f"its envelope failed {resent + 1} times, last: {error}")
             return
-        log.warning(
-            "flow %s (%s): the envelope of task %s (%s) failed outside the task (%s); sending it again",
-            run.flow.name, run.flow_id, node["name"], node["id"], error,
-        )  # fmt: skip
         self._patiently(lambda: self.app.backend.forget(node["id"]), f"task {node['id']}: forget")
+        self._resend(run, node, f"its envelope failed outside the task ({error})")
+
+    def _resend(self, run: FlowState, node: dict[str, Any], why: str) -> None:
+        """Send a task again, with the same id: a copy that runs after it finds the result and stops."""
+        log.warning(
+            "flow %s (%s): task %s (%s): %s; sending it again",
+            run.flow.name, run.flow_id, node["name"], node["id"], why,
+        )  # fmt: skip
         node_args = node.get("node_args", run.node_args)
         self._send_task(run.flow.name, run.flow_id, node["name"], node["id"], node_args, node.get("parent", {}))
-        node.update(resent=resent + 1, state="scheduled", sent=time.time())
+        node.update(resent=node.get("resent", 0) + 1, state="scheduled", sent=time.time())
+
+    def _revive(self, node: dict[str, Any], record: dict[str, Any]) -> None:
+        """A running sub-flow whose next look is long overdue (its chain's message lost with a broker): nudged,
+        and that pass starts a chain again (see :meth:`_pass`)."""
+        now, due = time.time(), record.get("due")
+        if due is not None and now - float(due) > LOST_AFTER and now - node.get("looked", 0) > LOST_AFTER:
+            node["looked"] = now
+            log.warning("sub-flow %s (%s): its next look is overdue; nudged", node["name"], node["id"])
+            self._nudge(node["name"], node["id"], again=True)
 
 
 def _within(timeout: float, call: Callable[[], Any]) -> str | None:
@@ -733,7 +765,7 @@ def _report(run: FlowState, pass_number: int, final: bool = False) -> dict[str, 
 
 
 def _unknown_report(flow_name: str, flow_id: str, error: str) -> dict[str, Any]:
-    """The final report of a flow no worker knew."""
+    """The final report of a flow no worker knew, or whose dispatcher kept failing."""
     summary: dict[str, dict[str, Any]] = {"finished": {}, "failed": {}, "nested": {}}
     return {
         "flow": flow_name, "flow_id": flow_id, "state": "failed", "error": error, "dispatcher_retries": 0,

@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 #: Seconds a pass holds its flow's lock at most (a worker that dies holding it delays the flow this long).
-LEASE = 60
+LEASE = 30
 #: Seconds a nudge mark lives (a nudge lost on its way delays the flow at most this long, or the chain's look).
 MARK = 60
 _RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"

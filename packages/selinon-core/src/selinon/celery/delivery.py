@@ -23,7 +23,10 @@ from selinon.errors import SelinonError
 
 Ignore: Any = importlib.import_module("celery.exceptions").Ignore
 Reject: Any = importlib.import_module("celery.exceptions").Reject
-OperationalError: Any = importlib.import_module("kombu.exceptions").OperationalError
+_kombu_errors: Any = importlib.import_module("kombu.exceptions")
+OperationalError: Any = _kombu_errors.OperationalError
+EncodeError: Any = _kombu_errors.EncodeError
+ContentDisallowed: Any = _kombu_errors.ContentDisallowed
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -74,13 +77,24 @@ def patiently(call: Callable[[], T], what: str, transient: tuple[type[BaseExcept
             pause = min(pause * 2, 2.0)
 
 
-def publish(send: Callable[[], T], what: str, transient: tuple[type[BaseException], ...]) -> T:
-    """``send()`` (an ``apply_async`` given :data:`RETRY_POLICY`); a broker still unreachable after it raises
-    :class:`Unreachable`."""
-    try:
-        return send()
-    except transient as exc:
-        raise Unreachable(f"{what}: the broker did not take it: {type(exc).__name__}: {exc}") from None
+def publish(send: Callable[[], T], what: str) -> T:
+    """``send()``, an ``apply_async`` given :data:`RETRY_POLICY`; tried again while it fails on anything but
+    encoding the message, for up to :data:`PATIENCE` seconds, then :class:`Unreachable`.
+
+    Not only connection errors: while a Redis broker restarts, kombu's Redis channel can fail a publish with an
+    ``AttributeError`` (kombu 5.7) that its retry policy does not retry."""
+    began, pause = time.monotonic(), 0.2
+    while True:
+        try:
+            return send()
+        except (EncodeError, ContentDisallowed):
+            raise  # the message itself: sending it again would fail the same way
+        except Exception as exc:
+            if time.monotonic() - began + pause > PATIENCE:
+                raise Unreachable(f"{what}: the broker did not take it: {type(exc).__name__}: {exc}") from None
+            log.warning("%s: not sent (%s: %s); trying again", what, type(exc).__name__, exc)
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 def hand_back(task: Any, reason: str, timeout: float) -> None:
