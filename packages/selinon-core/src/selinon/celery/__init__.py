@@ -65,7 +65,8 @@ RUNNING = "RUNNING"
 #: as failed, when its storage holds no result either.
 ENVELOPE_RESENDS = 3
 #: Seconds after which a task the result backend knows nothing of is looked for in its storage (the backend may
-#: have lost its record), and how often again.
+#: have lost its record) and else sent again (the broker may have lost its message), and how often again; also
+#: how overdue a flow's next look may be before a nudge takes its chain over (the chain's message lost).
 LOST_AFTER = 60.0
 _ATTACHED: weakref.WeakKeyDictionary[Any, CeleryFlows] = weakref.WeakKeyDictionary()
 
