@@ -3,6 +3,8 @@
 `celery -A bench_celery_app worker`, configured from the environment: SELINON_CONFIG names the YAML files, every
 key and queue carries SELINON_BENCH_PREFIX (so runs sharing the Redis server never meet). Each dispatcher run
 (one pass over a flow) is counted in Redis under the flow id, the same way for both Selinons.
+SELINON_BENCH_SCHEDULING=fixed gives this project's dispatchers the scheduling they had before nudges and backoff:
+a look every second (poll_interval), whatever happens.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ except ImportError:  # Selinon 1.x
     app.set_current()  # Selinon 1.x sends its dispatcher through the current app
     flows: Any = None
 else:
-    flows = attach(app)  # the default poll interval, as users get it
+    if os.environ.get("SELINON_BENCH_SCHEDULING") == "fixed":
+        flows = attach(app, poll_interval=1.0, max_poll_interval=1.0, nudge=False)
+    else:
+        flows = attach(app)  # the defaults, as users get them
 
 _counter: Any = None
 

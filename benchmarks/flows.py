@@ -208,3 +208,68 @@ def celery_throughput(
                 connection.delete(key)
             connection.close()
     return results
+
+
+def celery_scheduling(python: str, redis: str, size: int, count: int, rounds: int) -> list[Comparison]:
+    """Dispatcher passes per flow and flows per second on 3 Celery workers (Redis as broker and backend): the
+    default scheduling (backoff while nothing changes, a nudge when a task ends) against the one before it (a look
+    every second), side by side in alternating rounds, ``count`` flows of each shape started at once."""
+    host, _, port = redis.partition(":")
+    prefix = f"selinon-bench-{uuid.uuid4().hex[:8]}:"
+    results: list[Comparison] = []
+    sides = {"after": "adaptive", "before": "fixed"}
+    with tempfile.TemporaryDirectory(prefix="selinon-bench-scheduling-") as tmp:
+        directory = Path(tmp)
+        write_flows(directory, size)
+        envs, workers = {}, {}
+        try:
+            for side, scheduling in sides.items():
+                (directory / side).mkdir()
+                envs[side] = {
+                    **os.environ,
+                    "SELINON_BENCH_PREFIX": f"{prefix}{side}:",
+                    "SELINON_BENCH_BROKER": f"redis://{host}:{port}/0",
+                    "SELINON_BENCH_QUEUE": f"{prefix}{side}:queue",
+                    "SELINON_BENCH_SCHEDULING": scheduling,
+                    "SELINON_CONFIG": os.pathsep.join(str(directory / f) for f in ("nodes.yaml", "flows.yaml")),
+                    # Both sides are this checkout (a PYTHONPATH that points at another one is kept for both).
+                    "PYTHONPATH": os.pathsep.join(
+                        [str(Path(__file__).parent), str(directory), *filter(None, [os.environ.get("PYTHONPATH")])]
+                    ),
+                }
+                workers[side] = _Workers(python, 3, envs[side], directory / side)
+            for flow in ("chain", "fanout"):
+                for side in sides:  # warm up the workers
+                    _celery_round(python, envs[side], flow, 1)
+                rates: dict[str, list[float]] = {side: [] for side in sides}
+                passes: dict[str, list[int]] = {side: [] for side in sides}
+                for round_ in range(rounds):
+                    for side in list(sides)[:: -1 if round_ % 2 else 1]:
+                        rate, counted = _celery_round(python, envs[side], flow, count)
+                        rates[side].append(rate)
+                        passes[side].extend(counted)
+                ratios = tuple(a / b for a, b in zip(rates["after"], rates["before"], strict=True))
+                shape = f"{flow} of {size} tasks, {count} flows at once, 3 workers"
+                results.append(
+                    Comparison(f"Celery scheduling: {shape}, backoff and nudges vs a look every 1 s",
+                               statistics.median(rates["after"]), statistics.median(rates["before"]),
+                               statistics.median(ratios), "flows/s", ">= 1.00", statistics.median(ratios) >= 1.0,
+                               ratios=ratios)
+                )  # fmt: skip
+                mine, theirs = statistics.mean(passes["after"]), statistics.mean(passes["before"])
+                results.append(
+                    Comparison(f"Celery scheduling: dispatcher passes per flow, {flow}, backoff and nudges vs a look "
+                               "every 1 s", mine, theirs, mine / theirs, "passes", "info", True,
+                               f"after {min(passes['after'])}-{max(passes['after'])}, before "
+                               f"{min(passes['before'])}-{max(passes['before'])} per flow")
+                )  # fmt: skip
+        finally:
+            for started in workers.values():
+                started.stop()
+            import redis as redis_client
+
+            connection = redis_client.Redis(host=host, port=int(port))
+            for key in connection.scan_iter(match=f"{prefix}*", count=1000):
+                connection.delete(key)
+            connection.close()
+    return results

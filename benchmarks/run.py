@@ -20,7 +20,7 @@ from typing import Any
 
 from adapters import BACKENDS, overhead, scaling, versus_selinon1
 from compare import Comparison
-from flows import celery_throughput, local_executor
+from flows import celery_scheduling, celery_throughput, local_executor
 from sql_layout import layout_costs
 from startup import discovery_at_scale, startup
 
@@ -87,7 +87,8 @@ def main() -> int:
         "--only",
         action="append",
         default=[],
-        help="run only these parts: selinon1, overhead, scaling, payload, layout, flows, celery, startup, discovery",
+        help="run only these parts: selinon1, overhead, scaling, payload, layout, flows, celery, scheduling, startup, "
+        "discovery",
     )
     parser.add_argument(
         "--selinon1",
@@ -100,7 +101,7 @@ def main() -> int:
     # landed anywhere between 0.8 and 1.2 from one run to the next.
     rounds, seconds = (3, 0.3) if args.quick else (7, 1.0)
     parts = set(args.only) or {
-        "selinon1", "overhead", "scaling", "payload", "layout", "flows", "celery", "startup", "discovery"
+        "selinon1", "overhead", "scaling", "payload", "layout", "flows", "celery", "scheduling", "startup", "discovery"
     }  # fmt: skip
     results: list[Comparison] = []
 
@@ -173,6 +174,14 @@ def main() -> int:
                     report(comparison)
             except Exception as exc:
                 report(Comparison("Celery", math.nan, math.nan, math.nan, "", "-", False, f"failed: {exc!r}"))
+        if "scheduling" in parts:
+            try:
+                for comparison in celery_scheduling(sys.executable, where["redis"], 5, 5, 2 if args.quick else 3):
+                    report(comparison)
+            except Exception as exc:
+                report(
+                    Comparison("Celery scheduling", math.nan, math.nan, math.nan, "", "-", False, f"failed: {exc!r}")
+                )
     if "flows" in parts:
         for flow, size in (("chain", 200), ("fanout", 200)):
             measure(f"local executor: {flow}", local_executor, sys.executable, args.selinon1, flow, size, rounds)

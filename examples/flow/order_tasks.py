@@ -5,13 +5,10 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
+from selinon import SelinonMissingDataException
 from selinon.task import SelinonTask
-
-_busy_answered: set[str] = set()
-_lock = threading.Lock()
 
 
 class WarehouseBusyError(Exception):
@@ -35,14 +32,21 @@ class ValidateOrder(SelinonTask):
 
 
 class ReserveStock(SelinonTask):
-    """Reserves the items; the simulated warehouse answers "busy" to the first request, so the task is retried."""
+    """Reserves the items; the simulated warehouse answers "busy" to the first request for an order, so the task
+    is retried.
+
+    Whether it answered already is kept where every worker sees it: a marker record in the task's storage, beside
+    its result (task name ``WarehouseBusy``). A retry may run in another process, or on another machine.
+    """
 
     def run(self, node_args: Any) -> dict[str, Any]:
-        with _lock:
-            first_request = self.task_id not in _busy_answered
-            _busy_answered.add(self.task_id)
-        if first_request:
-            raise WarehouseBusyError("the warehouse is busy; try again shortly")
+        storage, marker = self.storage, f"{self.task_id}-warehouse-busy"
+        assert storage is not None, "ReserveStock needs a storage (nodes.yaml)"
+        try:
+            storage.retrieve(self.flow_name, "WarehouseBusy", marker)
+        except SelinonMissingDataException:  # the first request: the warehouse is busy
+            storage.store(node_args, self.flow_name, "WarehouseBusy", marker, {"answered": "busy"})
+            raise WarehouseBusyError("the warehouse is busy; try again shortly") from None
         order = self.parent_task_result("ValidateOrder")
         return {"order": order["order"], "reserved": order["items"], "reservation": f"R-{order['order']}"}
 

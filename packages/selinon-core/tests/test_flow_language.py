@@ -287,6 +287,43 @@ def test_sampling_is_validated_and_a_flow_with_it_runs() -> None:
     assert built.flows["main"].sampling.next_retry({**status, "new_fallback_nodes": [], "finished_nodes": {}}) == 16
 
 
+def test_the_default_strategy_backs_off_while_nothing_changes() -> None:
+    """strategies.backoff, what Celery dispatchers use without `sampling:`: the start after a change (a node ended
+    or started), doubling while nothing changes, up to the ceiling; None when nothing is active."""
+    from selinon.strategies import backoff
+
+    quiet = {"active_nodes": [1], "new_started_nodes": [], "new_fallback_nodes": [], "new_finished_nodes": []}
+    waits, previous = [], None
+    for _ in range(6):
+        previous = backoff({**quiet, "previous_retry": previous}, 0.5, 5)
+        waits.append(previous)
+    assert waits == [0.5, 1.0, 2.0, 4.0, 5, 5]
+    assert backoff({**quiet, "previous_retry": 4.0, "new_finished_nodes": ["x"]}, 0.5, 5) == 0.5
+    assert backoff({**quiet, "previous_retry": 4.0, "new_started_nodes": ["x"]}, 0.5, 5) == 0.5
+    assert backoff({**quiet, "active_nodes": [], "previous_retry": 4.0}, 0.5, 5) is None
+    sampling = {"name": "backoff", "args": {"start_retry": 1, "max_retry": 60}}
+    assert system([task("Task1")], [flow("main", START, sampling=sampling)]).flows["main"].sampling is not None
+
+
+def test_a_dispatcher_looks_less_often_while_its_task_runs_and_soon_after_it_ends() -> None:
+    """FlowState.next_look without `sampling:`: the start after the pass that started Task1, doubling while it
+    runs (the wait travels in the dumped state), the start again once its end is taken in."""
+    from selinon.flows.dispatcher import FlowState, LocalThrottle
+
+    built = system([task("Task1"), task("Task2")], [flow("main", START, {"from": "Task1", "to": "Task2"})])
+    state = FlowState(built, built.flows["main"], "flow-id", None)
+    starts, _ = state.advance(LocalThrottle())
+    waits = [state.next_look(0.2, 2.0)]
+    for _ in range(5):
+        state = FlowState(built, built.flows["main"], "flow-id", None, data=state.dump())
+        state.advance(LocalThrottle())
+        waits.append(state.next_look(0.2, 2.0))
+    assert waits == [0.2, 0.4, 0.8, 1.6, 2.0, 2.0]
+    state.ended(starts[0].id, True)
+    state.advance(LocalThrottle())
+    assert state.changed and state.next_look(0.2, 2.0) == 0.2  # Task1 ended, Task2 started
+
+
 def test_the_flow_cache_serves_the_dispatchers_repeated_reads() -> None:
     watched = {"name": "Watched", "import": "probe_adapters", "classname": "Watched"}
     exists = {"name": "fieldExist", "args": {"key": "task"}}

@@ -154,7 +154,7 @@ def show_report(report: dict[str, Any], as_json: bool = False) -> None:
         [
             t["task"] if t["flow"] == report["flow"] else f"{t['flow']}/{t['task']}",
             t["state"],
-            str(t["tries"]),
+            "-" if t["tries"] is None else str(t["tries"]),  # None: the outcome was read from the storage
             t["storage"] or "-",
             "-" if t["record_id"] is None else str(t["record_id"]),
             t["task_id"],

@@ -63,14 +63,33 @@ class CacheConfig:
 class RetryConfig:
     """How the pool retries a call that failed on a transient error (a lost connection, a restarting server).
 
-    It stops at whichever comes first: ``attempts`` calls or ``deadline`` seconds; waits grow from ``backoff``
-    seconds, doubling, up to ``max_backoff``.
+    It stops at whichever comes first: ``attempts`` calls or ``deadline`` seconds. The attempts are spread over
+    the deadline (see :meth:`pause`), so that a server that restarts is waited for as long as the deadline says.
     """
 
     attempts: int = 5
     deadline: float = 30.0
     backoff: float = 0.1
-    max_backoff: float = 2.0
+    #: The longest single wait; None: as long as filling the deadline takes.
+    max_backoff: float | None = None
+
+    def pause(self, attempt: int, waited: float) -> float | None:
+        """Seconds to wait after attempt number ``attempt`` failed, ``waited`` seconds after the first began;
+        None when no attempt is left.
+
+        The first wait is ``backoff``: a connection that was merely dropped works again at once. Each later wait
+        doubles the one before, or more: long enough that the waits left, each doubling the one before, end at the
+        deadline: with ``{attempts: 5, deadline: 10}`` the attempts start at about 0, 0.1, 1.5, 4.3 and 10 s.
+        """
+        left, remaining = self.attempts - attempt, self.deadline - waited
+        if left <= 0 or remaining <= 0:
+            return None
+        wait: float = self.backoff * 2.0 ** (attempt - 1)
+        if attempt > 1:  # the first of `left` waits that double and add up to what remains
+            wait = max(wait, remaining / (2.0 ** min(left, 30) - 1))
+        if self.max_backoff is not None:
+            wait = min(wait, self.max_backoff)
+        return min(wait, remaining)
 
 
 @dataclass(frozen=True)

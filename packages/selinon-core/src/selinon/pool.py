@@ -368,13 +368,12 @@ class StoragePool:
                 _emit(hook, slot, event, flow_name, task_name, task_id, began, exc)
                 raise
             except Exception as exc:
-                policy = slot.config.retry
                 waited = time.perf_counter() - first
-                pause = min(policy.backoff * 2 ** (attempt - 1), policy.max_backoff)
+                pause = slot.config.retry.pause(attempt, waited)
                 transient = event != "connect" and isinstance(exc, type(slot.adapter).transient_errors)
-                if transient and attempt < policy.attempts and waited + pause < policy.deadline:
+                if transient and pause is not None:
                     _emit(hook, slot, "retry", flow_name, task_name, task_id, began, exc)
-                    time.sleep(pause * random.uniform(0.5, 1.0))
+                    time.sleep(pause * random.uniform(0.8, 1.0))  # jitter: clients that failed together part
                     attempt += 1
                     began = time.perf_counter()
                     continue

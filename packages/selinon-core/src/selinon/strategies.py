@@ -3,8 +3,9 @@
 The names and arguments are Selinon 1.x's, so ``sampling: {name: biexponential_increase, args: {...}}`` keeps its
 meaning. Each strategy gets ``status`` first, a mapping with ``previous_retry`` (the last wait, ``None`` on the
 first pass), ``active_nodes`` (nodes the flow waits for), ``failed_nodes``, ``new_started_nodes``,
-``new_fallback_nodes`` and ``finished_nodes``, then the ``args:`` of the configuration. It returns the seconds to
-wait, or ``None`` when nothing is left to wait for. A custom strategy is such a function, named with ``import:``.
+``new_fallback_nodes`` and ``finished_nodes``, then the ``args:`` of the configuration; ``new_finished_nodes`` (the
+nodes whose end this pass took in) is this project's addition. It returns the seconds to wait, or ``None`` when
+nothing is left to wait for. A custom strategy is such a function, named with ``import:``.
 """
 
 from __future__ import annotations
@@ -81,6 +82,18 @@ def constant(status: dict[str, Any], retry: float) -> float | None:
     return retry if status["active_nodes"] else None
 
 
+def backoff(status: dict[str, Any], start_retry: float, max_retry: float) -> float | None:
+    """``start_retry`` after a pass in which something changed (a node ended or started), else twice the previous
+    wait, up to ``max_retry``: a flow whose tasks run long is looked at less and less often. The default of Celery
+    dispatchers (``start_retry`` is ``attach(poll_interval=...)``)."""
+    if not status["active_nodes"]:
+        return None
+    previous: float | None = status["previous_retry"]
+    if previous is None or _started(status) or status.get("new_finished_nodes"):
+        return start_retry
+    return min(max(previous, start_retry) * 2, max_retry)
+
+
 BUILTIN = {
     f.__name__: f
     for f in (
@@ -91,5 +104,6 @@ BUILTIN = {
         biexponential_adapt,
         random,
         constant,
+        backoff,
     )
 }

@@ -18,7 +18,11 @@ def make_app(
 ) -> tuple[Celery, CeleryFlows]:
     """An app whose every key and queue carries ``prefix``, so that test runs sharing a server never meet."""
     app = new_app(broker, backend, prefix, queues, visibility_timeout)
-    return app, attach(app, config if isinstance(config, System) else list(config), poll_interval=0.2)
+    system = config if isinstance(config, System) else list(config)
+    # Test-sized: a look 0.2 s after a change, at most every 2 s while nothing changes (nudges do the rest); a
+    # message of an unknown flow or task is handed back for SELINON_TEST_HAND_BACK seconds.
+    hand_back = float(os.environ.get("SELINON_TEST_HAND_BACK", "60"))
+    return app, attach(app, system, poll_interval=0.2, max_poll_interval=2.0, hand_back_timeout=hand_back)
 
 
 def new_app(broker: str, backend: str, prefix: str, queues: Sequence[str], visibility_timeout: float = 30) -> Celery:
@@ -41,6 +45,9 @@ def new_app(broker: str, backend: str, prefix: str, queues: Sequence[str], visib
         result_expires=3600,
         broker_connection_retry_on_startup=True,
         worker_prefetch_multiplier=1,
+        # Celery events (what Flower shows), where a test asks for them.
+        worker_send_task_events=bool(os.environ.get("SELINON_TEST_EVENTS")),
+        task_send_sent_event=bool(os.environ.get("SELINON_TEST_EVENTS")),
     )
     return app
 

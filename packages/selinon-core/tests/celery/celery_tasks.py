@@ -207,3 +207,11 @@ class Gate(Recorded):
                 raise TimeoutError("the gate never opened")
             time.sleep(0.1)
         return {"gate": "passed"}
+
+
+class Nap(Recorded):
+    """Runs for ``nap`` seconds (default 3); returns when it woke."""
+
+    def work(self, node_args: Any) -> Any:
+        time.sleep(node_args.get("nap", 3))
+        return {"woke": time.time()}

@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from selinon import flows
-from selinon.testing import require_service, servers
-from selinon.testing.services import in_ci
+from selinon.testing import ServerProcess, require_service, servers
+from selinon.testing.services import in_ci, unavailable
 
 try:
     import redis
@@ -69,13 +69,21 @@ def session_id(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     engine.dispose()
 
 
+def python_path(first: Path) -> str:
+    """A PYTHONPATH for processes the tests start: ``first``, then this process's PYTHONPATH, made absolute (the
+    processes run in other directories)."""
+    inherited = os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    return os.pathsep.join([str(first), *(str(Path(p).resolve()) for p in inherited if p)])
+
+
 def table_name(tag: str) -> str:
     return tag.replace("-", "_")
 
 
 @dataclass
 class Cluster:
-    """One broker, its queues, and the environment that workers and the test's own client share."""
+    """One broker and result backend, its queues, and the environment that workers and the test's own client
+    share."""
 
     tag: str
     broker: str
@@ -83,50 +91,56 @@ class Cluster:
     queues: list[str]
     log_dir: Path
     visibility_timeout: float = 30
+    backend: str = REDIS
 
     def system(self) -> flows.System:
         return flows.load([HERE / "nodes.yaml", HERE / "flows.yaml"], environ={**os.environ, **self.env})
 
     def client(self) -> Any:
         """This process's CeleryFlows (which also configures its storage pool), for starting and reading flows."""
-        _, attached = make_app(self.broker, REDIS, self.tag, self.queues, self.system(), self.visibility_timeout)
+        _, attached = make_app(self.broker, self.backend, self.tag, self.queues, self.system(), self.visibility_timeout)
         return attached
 
-    def worker(self, name: str, queues: list[str] | None = None, **env: str) -> Worker:
-        return Worker(self, name, queues or self.queues, env).start()
+    def worker(self, name: str, queues: list[str] | None = None, concurrency: int = 2, **env: str) -> Worker:
+        return Worker(self, name, queues or self.queues, env, concurrency).start()
 
 
 class Worker:
-    """A `celery worker` in its own process group (prefork, two children), logging to a file."""
+    """A `celery worker` in its own process group (prefork, two children), logging to a file. ``SELINON_CONFIG``
+    in ``env`` gives it a configuration of its own."""
 
-    def __init__(self, cluster: Cluster, name: str, queues: list[str], env: dict[str, str]) -> None:
+    def __init__(
+        self, cluster: Cluster, name: str, queues: list[str], env: dict[str, str], concurrency: int = 2
+    ) -> None:
         self.log = cluster.log_dir / f"worker-{name}-{uuid.uuid4().hex[:6]}.log"
         config = os.pathsep.join(str(HERE / f) for f in ("nodes.yaml", "flows.yaml"))
         self.env = {
             **os.environ,
             **cluster.env,
-            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+            "PYTHONPATH": python_path(HERE),
             "SELINON_CONFIG": config,
             "SELINON_TEST_BROKER": cluster.broker,
-            "SELINON_TEST_BACKEND": REDIS,
+            "SELINON_TEST_BACKEND": cluster.backend,
             "SELINON_TEST_QUEUES": ",".join(cluster.queues),
             "SELINON_TEST_VISIBILITY_TIMEOUT": str(cluster.visibility_timeout),
             **env,
         }
         self.argv = [
             sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--loglevel=INFO", "--pool=prefork",
-            "--concurrency=2", "-Q", ",".join(queues), "-n", f"{name}-{cluster.tag}@%h",
+            f"--concurrency={concurrency}", "-Q", ",".join(queues), "-n", f"{name}-{cluster.tag}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Worker:
+        """Start the worker (again, after it exited: its log goes on) and wait until it is ready."""
+        ready = self.output().count(" ready.")
         with open(self.log, "ab") as out:
             self.process = subprocess.Popen(
                 self.argv, env=self.env, cwd=HERE, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         deadline = time.monotonic() + READY_TIMEOUT
-        while " ready." not in self.output():
+        while self.output().count(" ready.") == ready:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.kill()
                 pytest.fail(f"the celery worker did not start:\n{self.output()[-3000:]}", pytrace=False)
@@ -135,6 +149,10 @@ class Worker:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    @property
+    def exited(self) -> bool:
+        return self.process is not None and self.process.poll() is not None
 
     def kill(self) -> None:
         """SIGKILL to the worker and its pool children at once: a machine that dies, nothing acknowledged."""
@@ -158,7 +176,7 @@ MakeCluster = Callable[..., Cluster]
 def make_cluster(session_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MakeCluster]:
     workers: list[Worker] = []
 
-    def make(name: str, broker: str = REDIS, visibility_timeout: float = 30) -> Cluster:
+    def make(name: str, broker: str = REDIS, visibility_timeout: float = 30, backend: str = REDIS) -> Cluster:
         if broker.startswith("amqp"):
             _require("RabbitMQ", broker, "start RabbitMQ (guest/guest) or set SELINON_TEST_RABBITMQ_URL")
         tag = f"{session_id}-{name}"
@@ -170,11 +188,11 @@ def make_cluster(session_id: str, tmp_path_factory: pytest.TempPathFactory) -> I
             "SELINON_TEST_REDIS_PORT": str(REDIS_PORT),
         }
         queues = [f"{tag}-dispatch", f"{tag}-tasks"]
-        cluster = Cluster(f"{tag}:", broker, env, queues, tmp_path_factory.mktemp(name), visibility_timeout)
+        cluster = Cluster(f"{tag}:", broker, env, queues, tmp_path_factory.mktemp(name), visibility_timeout, backend)
         original = cluster.worker
 
-        def worker(name: str, queues: list[str] | None = None, **env: str) -> Worker:
-            started = original(name, queues, **env)
+        def worker(name: str, queues: list[str] | None = None, concurrency: int = 2, **env: str) -> Worker:
+            started = original(name, queues, concurrency, **env)
             workers.append(started)
             return started
 
@@ -192,6 +210,23 @@ def shared(make_cluster: MakeCluster) -> Cluster:
     cluster = make_cluster("shared")
     cluster.worker("shared")
     return cluster
+
+
+@pytest.fixture
+def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A redis-server of the test's own on a free port (never the machine's, which others use), keeping every
+    write in an append-only file, so that the test may stop and start it and find its data again."""
+    program = servers.redis_server_program()
+    if program is None:
+        unavailable(
+            "redis-server", f"the fault tests start a redis-server of their own: {servers.how_to_start('redis')}"
+        )
+    directory = tmp_path_factory.mktemp("own-redis")
+    argv = [program, "--port", "{port}", "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+            "--appendfsync", "always", "--dir", str(directory)]  # fmt: skip
+    server = ServerProcess(argv, "Redis", log=directory / "server.log").start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

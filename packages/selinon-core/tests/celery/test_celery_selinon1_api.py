@@ -76,12 +76,11 @@ def test_a_message_of_a_flow_that_selinon_1_runs_is_handed_back(app: Any, selino
     sent = app.send_task("selinon.SelinonTaskEnvelope", kwargs=arguments, queue=Config.task_queues["Audit"])
     try:
         deadline = time.monotonic() + TIMEOUT
-        while sent.state != "RETRY":
-            assert time.monotonic() < deadline, f"never handed back: {sent.state}"
+        while not (logged := [line for line in selinon1_output(selinon1) if sent.id in line and "handed back" in line]):
+            assert time.monotonic() < deadline, "never handed back"
             time.sleep(0.2)
-        logged = [line for line in selinon1_output(selinon1) if sent.id in line and "handing it back" in line]
-        assert len(logged) == 1, logged
-        assert "task 'Audit' of flow 'auditFlow' that Selinon 1.x started" in logged[0]
+        assert "task 'Audit' of flow 'auditFlow' that Selinon 1.x started: only a Selinon 1.x worker" in logged[0]
+        assert sent.state == "PENDING"  # handed back, not failed: a 1.x worker may still take it
     finally:
         sent.revoke()
 

@@ -70,10 +70,13 @@ def test_the_example_flow(capsys: pytest.CaptureFixture[str], nodes: Path, backe
     failed = empty["ValidateOrder"]
     assert set(empty) == {"ValidateOrder"} and failed["state"] == "failed" and failed["error_record"] == "stored"
 
-    # Every record is in the adapter's storage, once, as the plain driver reads it.
+    # Every record is in the adapter's storage, once, as the plain driver reads it; beside each reservation, the
+    # marker of the warehouse's "busy" answer (so that any worker's retry sees it).
     records = backend.records()
     expected = {t["task_id"]: name for tasks in runs.values() for name, t in tasks.items()}
+    expected |= {f"{tasks['ReserveStock']['task_id']}-warehouse-busy": "WarehouseBusy" for tasks in (standard, express)}
     assert {task_id: record["task_name"] for task_id, record in records.items()} == expected
+    assert records[f"{standard['ReserveStock']['task_id']}-warehouse-busy"]["result"] == {"answered": "busy"}
     confirm = records[standard["Confirm"]["task_id"]]["result"]
     reservation = records[standard["ReserveStock"]["task_id"]]["result"]
     assert reservation == {"order": 9, "reserved": 2, "reservation": "R-9"}  # ValidateOrder's result reached it

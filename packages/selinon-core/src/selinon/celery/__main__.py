@@ -2,7 +2,8 @@
 
 APP is your Celery app (``module`` or ``module:attribute``, as for ``celery -A``), on which ``attach`` was called.
 Exit codes as for ``selinon``: 0 ok, 1 the flow failed (or is not done within ``--timeout``), 2 usage or
-configuration, or a flow id that the result backend does not know.
+configuration, a flow id that the result backend does not know, or a broker or result backend that does
+not answer within ``broker_connection_timeout`` (one line).
 """
 
 from __future__ import annotations
@@ -32,17 +33,23 @@ def main(ctx: click.Context, app_name: str) -> None:
     ctx.obj = flows_of(app)
 
 
+def _reach(flows: CeleryFlows, broker: bool, backend: bool) -> None:
+    """Fail at once, in one line, when what the command needs does not answer."""
+    problem = flows.unreachable(broker=broker, backend=backend)
+    if problem:
+        raise SelinonError(problem)
+
+
 def _finish(flows: CeleryFlows, flow_id: str, wait: bool, timeout: float | None, as_json: bool) -> None:
-    if not wait:
-        report = flows.status(flow_id)
-        if report.state == "unknown":
-            raise UnknownFlowError(unknown(flow_id))
-    else:
-        try:
-            report = flows.wait(flow_id, timeout=timeout)
-        except TimeoutError as exc:
-            click.echo(f"selinon: {exc}", err=True)
-            sys.exit(EXIT_FAILED)
+    try:
+        report = flows.wait(flow_id, timeout=timeout) if wait else flows.status(flow_id)
+    except TimeoutError as exc:
+        click.echo(f"selinon: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    except flows.transient as exc:
+        raise SelinonError(f"the result backend does not answer: {type(exc).__name__}: {exc}") from None
+    if report.state == "unknown":
+        raise UnknownFlowError(unknown(flow_id))
     _show(report, as_json)
     if report.failed:
         sys.exit(EXIT_FAILED)
@@ -84,10 +91,14 @@ def run(
 ) -> None:
     """Start FLOW on the workers; prints its flow id, or with --wait its tasks and outcome."""
     selective_options(select, follow_subflows, run_subsequent)
-    if select:
-        flow_id = flows.run_flow_selective(flow, list(select), node_args, follow_subflows, run_subsequent)
-    else:
-        flow_id = flows.run_flow(flow, node_args)
+    _reach(flows, broker=True, backend=wait)
+    try:
+        if select:
+            flow_id = flows.run_flow_selective(flow, list(select), node_args, follow_subflows, run_subsequent)
+        else:
+            flow_id = flows.run_flow(flow, node_args)
+    except flows.transient as exc:
+        raise SelinonError(f"the broker did not take the flow: {type(exc).__name__}: {exc}") from None
     if not wait:
         _json({"flow": flow, "flow_id": flow_id}) if as_json else click.echo(flow_id)
         return
@@ -102,6 +113,7 @@ def run(
 @click.pass_obj
 def status(flows: CeleryFlows, flow_id: str, wait: bool, timeout: float | None, as_json: bool) -> None:
     """The state and tasks of the flow FLOW_ID, as its dispatcher last reported them."""
+    _reach(flows, broker=False, backend=True)
     _finish(flows, flow_id, wait, timeout, as_json)
 
 

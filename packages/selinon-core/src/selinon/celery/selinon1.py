@@ -14,10 +14,10 @@ unregistered tasks: the two must not share queues, which is why the upgrade drai
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import TYPE_CHECKING, Any
 
+from selinon.celery import delivery
 from selinon.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -27,23 +27,21 @@ log = logging.getLogger(__name__)
 
 DISPATCHER = "selinon.Dispatcher"
 ENVELOPE = "selinon.SelinonTaskEnvelope"
-#: How long a message of a flow that Selinon 1.x runs is handed back, in seconds, and how often.
+#: How long a message of a flow that Selinon 1.x runs is handed back, in seconds.
 HAND_BACK_FOR = 600.0
-HAND_BACK_EVERY = 10.0
 _DRAIN = "let Selinon 1.x's workers finish their flows before they stop (docs/upgrading.md)"
 
 
 def register(app: Any, flows: CeleryFlows) -> None:
     """Answer 1.x's task names on ``app``, for ``flows``."""
-    options: dict[str, Any] = {"bind": True, "shared": False, "acks_late": True, "reject_on_worker_lost": True}
-    options["max_retries"] = int(HAND_BACK_FOR // HAND_BACK_EVERY)
+    options = {"bind": True, "shared": False, "acks_late": True, "reject_on_worker_lost": True}
 
     def dispatcher(task: Any, flow_name: str = "?", **arguments: Any) -> None:
         # 1.x's run_flow sends exactly these two; a 1.x dispatcher starting a sub-flow sends `parent` and more.
         if set(arguments) <= {"node_args"} and flow_name in flows.system.flows:
             flow_id = flows._start(flow_name, arguments.get("node_args"), None, flow_id=task.request.id)
             log.info("flow %s (%s): started by a Selinon 1.x client", flow_name, flow_id)
-            raise _ignore()  # no record under the flow id: the dispatcher keeps its own there
+            raise delivery.Ignore()  # no record under the flow id: the dispatcher keeps its own there
         _hand_back(task, f"a pass of flow {flow_name!r} that Selinon 1.x started")
 
     def envelope(task: Any, task_name: str = "?", flow_name: str = "?", **_: Any) -> None:
@@ -54,16 +52,8 @@ def register(app: Any, flows: CeleryFlows) -> None:
 
 
 def _hand_back(task: Any, what: str) -> None:
-    tries = task.request.retries
-    if tries >= task.max_retries:
-        raise ConfigurationError(
-            f"{what} ({task.request.id}) was handed back for {HAND_BACK_FOR:.0f}s and no Selinon 1.x worker took "
-            f"it: it cannot run here; {_DRAIN}"
-        )
-    if tries == 0:
-        log.warning("%s (%s) reached a worker of this Selinon: handing it back for a 1.x worker", what, task.request.id)
-    raise task.retry(countdown=HAND_BACK_EVERY)
-
-
-def _ignore() -> BaseException:
-    return importlib.import_module("celery.exceptions").Ignore()  # type: ignore[no-any-return]
+    delivery.hand_back(task, f"{what}: only a Selinon 1.x worker can run it", HAND_BACK_FOR)
+    raise ConfigurationError(
+        f"{what} ({task.request.id}) was handed back for {HAND_BACK_FOR:.0f}s and no Selinon 1.x worker took it: "
+        f"it cannot run here; {_DRAIN}"
+    )

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from selinon import events, runtime
+from selinon import events, runtime, strategies
 from selinon.errors import SelectiveNoPathError
 from selinon.flows import Flow, System
 from selinon.flows.graph import covers
@@ -126,6 +126,7 @@ class FlowState:
         self._by_id = {node["id"]: node for node in self.nodes}
         self._new_started: list[str] = []
         self._new_fallbacks: list[str] = []
+        self._new_finished: list[str] = []
         self._tainted(taints)
 
     def _migrate(
@@ -226,6 +227,11 @@ class FlowState:
         """The nodes whose end the driver must still report (``nowait`` ones too, for the record)."""
         return [n for n in self.nodes if n["state"] not in ENDED and not n.get("reused")]
 
+    def node(self, node_id: str) -> dict[str, Any]:
+        """The record of a started node, for its driver to note what it needs (kept in :meth:`dump`)."""
+        record: dict[str, Any] = self._by_id[node_id]
+        return record
+
     def ended(self, node_id: str, succeeded: bool, **details: Any) -> None:
         """Record how a node ended; for a sub-flow, ``details`` holds its ``summary``."""
         node = self._by_id[node_id]
@@ -269,7 +275,7 @@ class FlowState:
         self, throttle: Throttle, held: set[tuple[int, tuple[str, ...]]], hooks: events.Observers | None
     ) -> tuple[list[Start], bool]:
         starts: list[Start] = []
-        self._new_started, self._new_fallbacks = [], []
+        self._new_started, self._new_fallbacks, self._new_finished = [], [], []
         self._hooks = hooks
         if self.done and self.started:
             return starts, False
@@ -308,21 +314,29 @@ class FlowState:
                 log.error("flow %s (%s) failed: %s", self.flow.name, self.flow_id, self.error)
         return starts, retry
 
-    def next_look(self, default: float) -> float:
-        """Seconds until the dispatcher looks again: the flow's ``sampling`` strategy, or ``default``."""
-        if self.flow.sampling is None:
-            return default
+    @property
+    def changed(self) -> bool:
+        """Whether the last :meth:`advance` took in a node's end or started a node."""
+        return bool(self._new_started or self._new_fallbacks or self._new_finished)
+
+    def next_look(self, start: float, ceiling: float) -> float:
+        """Seconds until the dispatcher looks again: the flow's ``sampling`` strategy, else
+        :func:`selinon.strategies.backoff` from ``start`` up to ``ceiling`` (``start`` when it gives ``None``)."""
         status = {
             "previous_retry": self.previous_retry,
             "active_nodes": [{"name": n["name"], "id": n["id"]} for n in self.waiting()],
             "failed_nodes": self.failed,
             "new_started_nodes": self._new_started,
             "new_fallback_nodes": self._new_fallbacks,
+            "new_finished_nodes": self._new_finished,
             "finished_nodes": self.finished,
         }
-        wait = self.flow.sampling.next_retry(status)
+        if self.flow.sampling is None:
+            wait = strategies.backoff(status, start, ceiling)
+        else:
+            wait = self.flow.sampling.next_retry(status)
         self.previous_retry = wait
-        return default if wait is None else float(wait)
+        return start if wait is None else float(wait)
 
     def count_retry(self, what: str) -> bool:
         """Use one of the flow's dispatcher retries; False (and the flow failed) when none is left."""
@@ -389,6 +403,7 @@ class FlowState:
                         continue
             node["processed"] = True
             progressed = True
+            self._new_finished.append(node["id"])
             if not node.get("reused"):
                 self._tell_node_end(node)
             if node.get("nowait"):
@@ -508,6 +523,8 @@ class FlowState:
         else:
             record["parent"] = parent
             record["storage"] = self.system.tasks[name].config.storage
+            if forced_args:  # a foreach item: not the flow's node arguments (a driver may have to send it again)
+                record["node_args"] = node_args
             reused = self._reuse(name, node_args, parent)
             if reused is not None:
                 record.update(id=reused, state="succeeded", reused=True)
