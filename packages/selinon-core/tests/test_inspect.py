@@ -242,7 +242,7 @@ def test_dump_prints_the_normalised_configuration_with_secrets_masked(
         "signing": "***",  # the adapter's own secret_options
         "marker": "{MARKER}",
     }
-    assert storage["retry"] == {"attempts": 5, "deadline": 30.0, "backoff": 0.1, "max_backoff": 2.0}
+    assert storage["retry"] == {"attempts": 5, "deadline": 30.0, "backoff": 0.1, "max_backoff": None}
     assert storage["cache"] == {"name": "LRU", "import": None, "configuration": {"size": 10}}
     tasks = {task["name"]: task for task in dump["tasks"]}
     assert tasks["Fetch"]["classname"] == "Fetch" and tasks["Fetch"]["max_retry"] == 2
