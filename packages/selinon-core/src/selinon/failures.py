@@ -9,12 +9,15 @@ is already imported here, else a class of the same name made for it; modules are
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 
 from selinon.errors import ConfigurationError, SelinonMissingDataException, StorageError
+
+log = logging.getLogger(__name__)
 
 #: More places to look, last: ``source(task_id)`` gives ``{"type": "module.Name", "message": ...}`` or None.
 sources: list[Callable[[str], dict[str, str] | None]] = []
@@ -45,7 +48,11 @@ def find(flow_name: str, task_name: str, task_id: str) -> BaseException | None:
     except (SelinonMissingDataException, ConfigurationError, StorageError):
         pass  # no storage, an adapter that keeps no errors, or no error stored under this id
     for source in sources:
-        record = source(task_id)
+        try:
+            record = source(task_id)
+        except Exception as exc:  # a source that cannot answer now (an app whose backend is gone) is passed over
+            log.debug("task %s: a failure source did not answer: %s", task_id, exc)
+            continue
         if record is not None:
             return rebuild(record)
     return None

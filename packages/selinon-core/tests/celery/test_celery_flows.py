@@ -190,7 +190,7 @@ def test_a_retrying_task_shows_its_tries_so_far(shared: Cluster, run_dir: Path) 
         seen += [(t["state"], t["tries"]) for t in report.tasks if (t["state"], t["tries"]) not in seen]
         time.sleep(0.05)
     assert report.state == "succeeded" and report.tasks[0]["tries"] == 3
-    # 1.5 s between tries, the dispatcher looks every 0.2 s: it sees each wait, with the tries made so far.
+    # 1.5 s between tries, the dispatcher looks every 0.2 s (its sampling): it sees each wait, with the tries so far.
     assert ("retrying", 1) in seen and ("retrying", 2) in seen, seen
     assert not [state for state, tries in seen if tries == 0 and state != "scheduled"], seen
 

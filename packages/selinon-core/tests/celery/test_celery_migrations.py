@@ -119,7 +119,7 @@ def test_flows_started_under_the_old_configuration_finish_under_the_new_one(
     wait_for("the gate was reached", lambda: "Gate" in names(skew), new_dispatcher)
     new_dispatcher.stop()
     lagging = cluster.worker("dispatch-v1-again", [dispatch], SELINON_CONFIG=os.pathsep.join(files["v1"]))
-    wait_for("the pass was handed back", lambda: "handing the pass back" in lagging.output(), lagging)
+    wait_for("the pass was handed back", lambda: "handed back for another worker" in lagging.output(), lagging)
     assert "skewFlow' " in lagging.output() and "is at migration 1, but this worker has migrations up to 0" in (
         lagging.output()
     )
