@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from compare import Comparison, compare_times
@@ -199,14 +200,7 @@ def celery_throughput(
                                f"ours {min(passes['ours'])}-{max(passes['ours'])} per flow")
                 )  # fmt: skip
         finally:
-            for started in workers.values():
-                started.stop()
-            import redis as redis_client
-
-            connection = redis_client.Redis(host=host, port=int(port))
-            for key in connection.scan_iter(match=f"{prefix}*", count=1000):
-                connection.delete(key)
-            connection.close()
+            _clean_up(workers.values(), host, port, prefix)
     return results
 
 
@@ -264,12 +258,17 @@ def celery_scheduling(python: str, redis: str, size: int, count: int, rounds: in
                                f"{min(passes['before'])}-{max(passes['before'])} per flow")
                 )  # fmt: skip
         finally:
-            for started in workers.values():
-                started.stop()
-            import redis as redis_client
-
-            connection = redis_client.Redis(host=host, port=int(port))
-            for key in connection.scan_iter(match=f"{prefix}*", count=1000):
-                connection.delete(key)
-            connection.close()
+            _clean_up(workers.values(), host, port, prefix)
     return results
+
+
+def _clean_up(workers: Iterable[_Workers], host: str, port: str | int, prefix: str) -> None:
+    """Stop the benchmark's workers and remove what its runs left on the Redis server."""
+    for started in workers:
+        started.stop()
+    import redis as redis_client
+
+    connection = redis_client.Redis(host=host, port=int(port))
+    for key in connection.scan_iter(match=f"{prefix}*", count=1000):
+        connection.delete(key)
+    connection.close()
