@@ -237,23 +237,17 @@ class StoragePool:
     @classmethod
     def retrieve(cls, flow_name: str, task_name: str, task_id: str) -> Any:
         """The result ``task_name`` stored under ``task_id``, from its storage (or a copy from its cache)."""
-        task = cls._task(task_name)
-        slot = cls._connected_slot(cls._storage_name(task))
-        name = task.storage_task_name or task_name
+        slot, name = cls._task_slot(task_name)
         cache = slot.cache
         if cache is None:
-            return cls._observe(
-                slot, "retrieve", flow_name, name, task_id, slot.adapter.retrieve, flow_name, name, task_id
-            )
+            return cls._read(slot, "retrieve", "retrieve", flow_name, name, task_id)
         try:
             return cache.get(task_id, task_name, flow_name)
         except CacheMissError:
             pass
         read = cache.begin_read(task_id)
         try:
-            result = cls._observe(
-                slot, "retrieve", flow_name, name, task_id, slot.adapter.retrieve, flow_name, name, task_id
-            )
+            result = cls._read(slot, "retrieve", "retrieve", flow_name, name, task_id)
         except BaseException:
             cache.end_read(read, task_id, task_name, flow_name)
             raise
@@ -263,24 +257,18 @@ class StoragePool:
     @classmethod
     def retrieve_error(cls, flow_name: str, task_name: str, task_id: str) -> dict[str, str]:
         """What ``store_error`` kept of a failed task: ``{"type", "message", "traceback"}``."""
-        task = cls._task(task_name)
-        slot = cls._connected_slot(cls._storage_name(task))
-        name = task.storage_task_name or task_name
-        read = slot.adapter.retrieve_error
-        return cls._observe(slot, "retrieve_error", flow_name, name, task_id, read, flow_name, name, task_id)
+        slot, name = cls._task_slot(task_name)
+        return cls._read(slot, "retrieve_error", "retrieve_error", flow_name, name, task_id)  # type: ignore[no-any-return]
 
     @classmethod
     def retrieve_owner(cls, flow_name: str, task_name: str, task_id: str) -> tuple[str | None, str | None]:
         """The flow and task names kept with the record of ``task_id`` in ``task_name``'s storage (the task name
         as the adapter saw it: ``storage_task_name`` where set). NotImplementedError when the adapter cannot tell
         (:meth:`DataStorage.retrieve_owner` is optional)."""
-        task = cls._task(task_name)
-        slot = cls._connected_slot(cls._storage_name(task))
+        slot, name = cls._task_slot(task_name)
         if type(slot.adapter).retrieve_owner is DataStorage.retrieve_owner:
             raise NotImplementedError(f"{type(slot.adapter).__name__} does not support retrieve_owner()")
-        name = task.storage_task_name or task_name
-        call = slot.adapter.retrieve_owner
-        return cls._observe(slot, "retrieve", flow_name, name, task_id, call, flow_name, name, task_id)
+        return cls._read(slot, "retrieve", "retrieve_owner", flow_name, name, task_id)  # type: ignore[no-any-return]
 
     @classmethod
     def set(cls, node_args: Any, flow_name: str, task_name: str, task_id: str, result: Any) -> Any:
@@ -319,6 +307,18 @@ class StoragePool:
             return cls._observe(slot, event, flow_name, name, task_id, call, *args)
         finally:
             cache.invalidate(task_id)
+
+    @classmethod
+    def _task_slot(cls, task_name: str) -> tuple[_Slot, str]:
+        """The connected slot of a task's storage, and the task name its adapter sees (``storage_task_name``)."""
+        task = cls._task(task_name)
+        return cls._connected_slot(cls._storage_name(task)), task.storage_task_name or task_name
+
+    @classmethod
+    def _read(cls, slot: _Slot, event: str, method: str, flow_name: str, name: str, task_id: str) -> Any:
+        """One read of a record through the adapter's ``method``, observed as ``event``."""
+        call = getattr(slot.adapter, method)
+        return cls._observe(slot, event, flow_name, name, task_id, call, flow_name, name, task_id)
 
     @staticmethod
     def _storage_name(task: TaskConfig) -> str:
