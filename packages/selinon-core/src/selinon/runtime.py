@@ -25,6 +25,7 @@ from selinon.caches import Cache, CacheMissError
 from selinon.errors import ConfigurationError, FatalTaskError, SelinonError, StorageError
 from selinon.flows import Flow, System, TaskSpec
 from selinon.pool import StoragePool
+from selinon.storage import type_name
 from selinon.task import Retry, SelinonTask
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,16 @@ class Outcome:
     error: str | None = None
     #: For a failed task: "stored", "not supported" by its storage, "no storage", or why storing it failed.
     error_record: str | None = None
-    #: For a failed task: its exception as ``{"type": "module.QualifiedName", "message": ...}``.
-    exception: dict[str, str] | None = None
     #: The exception behind ``error`` (for observers), never sent anywhere.
     raised: BaseException | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def exception(self) -> dict[str, str] | None:
+        """For a failed task: its exception as ``{"type": "module.QualifiedName", "message": ...}``, what a process
+        that did not run it rebuilds (:mod:`selinon.failures`)."""
+        if self.raised is None or self.retry_in is not None:
+            return None
+        return {"type": type_name(type(self.raised)), "message": str(self.raised)}
 
 
 class TaskRunner:
@@ -127,7 +134,7 @@ class TaskRunner:
             events.tell(hooks, events.TASK_FAILED, fields, context, outcome.raised)
         else:
             storage = self.system.tasks[task_name].config.storage
-            fields.update(storage=storage, record_id=_plain(outcome.record_id))
+            fields.update(storage=storage, record_id=plain_record_id(outcome.record_id))
             events.tell(hooks, events.TASK_SUCCEEDED, fields, context)
         return outcome
 
@@ -174,14 +181,11 @@ def failed(spec: TaskSpec, flow_name: str, task_id: str, node_args: Any, error: 
     """A task's final failure: recorded in its storage and in this process (for its fallbacks), and reported."""
     record_id, error_record = store_error(spec, flow_name, task_id, node_args, error)
     failures.remember(task_id, error)
-    exception = {"type": f"{type(error).__module__}.{type(error).__qualname__}", "message": str(error)}
-    return Outcome(
-        error=describe(error), record_id=record_id, error_record=error_record, exception=exception, raised=error
-    )
+    return Outcome(error=describe(error), record_id=record_id, error_record=error_record, raised=error)
 
 
-def _plain(value: Any) -> Any:
-    """A record id as JSON can hold it (adapters return strings, numbers or driver objects)."""
+def plain_record_id(value: Any) -> Any:
+    """A record id as JSON and messages can hold it (adapters return strings, numbers or driver objects)."""
     return value if value is None or isinstance(value, str | int | float | bool) else str(value)
 
 

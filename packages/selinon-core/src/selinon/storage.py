@@ -137,7 +137,12 @@ def describe_error(exc_info: ExcInfo) -> dict[str, str]:
 
     exc_type, exc, tb = exc_info
     return {
-        "type": f"{exc_type.__module__}.{exc_type.__qualname__}",
+        "type": type_name(exc_type),
         "message": str(exc),
         "traceback": "".join(traceback.format_exception(exc_type, exc, tb)),
     }
+
+
+def type_name(exc_type: type[BaseException]) -> str:
+    """``module.QualifiedName``: how error records name an exception's class (:func:`selinon.failures.rebuild`)."""
+    return f"{exc_type.__module__}.{exc_type.__qualname__}"

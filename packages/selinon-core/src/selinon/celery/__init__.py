@@ -498,7 +498,7 @@ class CeleryFlows:
         except Unreachable as exc:
             raise Reject(f"task {task_name!r} ({task_id}): {exc}; handed back", requeue=True) from None
         storage = self.system.tasks[task_name].config.storage
-        report = {"tries": tries, "storage": storage, "record_id": _plain(outcome.record_id)}
+        report = {"tries": tries, "storage": storage, "record_id": runtime.plain_record_id(outcome.record_id)}
         if outcome.retry_in is not None:
             log.warning("task %s (%s) failed, retrying in %ss: %s", task_name, task_id, outcome.retry_in, outcome.error)
             try:
@@ -914,8 +914,3 @@ def _report_from(info: dict[str, Any]) -> FlowReport:
 
 def _described(info: Any) -> str:
     return runtime.describe(info) if isinstance(info, BaseException) else str(info)
-
-
-def _plain(value: Any) -> Any:
-    """A record id as a message can carry it (adapters return strings, numbers or driver objects)."""
-    return value if value is None or isinstance(value, str | int | float | bool) else str(value)
