@@ -43,6 +43,8 @@ REDIS = f"redis://127.0.0.1:{REDIS_PORT}/0"
 POSTGRESQL = servers.provide("postgresql")
 RABBITMQ = os.environ.get("SELINON_TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
 READY_TIMEOUT = 90.0
+# The workers' log level: DEBUG shows every message each worker took and how it ended.
+LOGLEVEL = os.environ.get("SELINON_TEST_WORKER_LOGLEVEL", "INFO")
 
 
 def _require(what: str, url: str, how: str) -> None:
@@ -126,7 +128,7 @@ class Worker:
             **env,
         }
         self.argv = [
-            sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--loglevel=INFO", "--pool=prefork",
+            sys.executable, "-m", "celery", "-A", "celery_app", "worker", f"--loglevel={LOGLEVEL}", "--pool=prefork",
             f"--concurrency={concurrency}", "-Q", ",".join(queues), "-n", f"{name}-{cluster.tag}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip

@@ -75,6 +75,15 @@ LOST_AFTER = 60.0
 _ATTACHED: weakref.WeakKeyDictionary[Any, CeleryFlows] = weakref.WeakKeyDictionary()
 
 
+class _HandBack(Exception):
+    """A pass that this worker cannot make: its message goes back to the broker once the flow's lock is released,
+    so that the hand-back's pause never keeps another worker's pass out."""
+
+    def __init__(self, why: str, error: str, caller: list[str] | None) -> None:
+        super().__init__(why)
+        self.why, self.error, self.caller = why, error, caller
+
+
 class TaskFailedError(SelinonError):
     """A task failed for good; its only argument is its report (error, error record, tries), kept by Celery."""
 
@@ -545,6 +554,7 @@ class CeleryFlows:
         record itself) or hands the message back to the broker; never a Celery FAILURE, which would look final."""
         flow_id = task.request.id
         coordinator, lease, reachable = self.coordinator, None, True
+        back: _HandBack | None = None
         try:
             try:
                 if flow_name not in self.system.flows:
@@ -563,14 +573,14 @@ class CeleryFlows:
                         raise Ignore()
                     self._patiently(lambda: coordinator.unmark(flow_id), f"flow {flow_id}: mark")
                 self._pass(task, self.system.flow(flow_name), flow_id, {**message, "node_args": node_args}, nudge)
+            except _HandBack as exc:
+                back = exc
             except (Ignore, Reject, Unreachable):
                 raise
             except Exception as exc:  # not the flow's doing (that is counted in _pass), and not final either
                 log.exception("flow %s (%s): the dispatcher pass failed", flow_name, flow_id)
                 why = f"the dispatcher pass failed: {runtime.describe(exc)}"
-                delivery.hand_back(task, why, self.hand_back_timeout)
-                error = f"{why} (tried again for {self.hand_back_timeout:g}s)"
-                self._finish(task, flow_id, _unknown_report(flow_name, flow_id, error), message["caller"])
+                back = _HandBack(why, f"{why} (tried again for {self.hand_back_timeout:g}s)", message["caller"])
         except Unreachable as exc:
             reachable = False
             log.warning("flow %s (%s): %s; the pass is handed back to the broker", flow_name, flow_id, exc)
@@ -578,6 +588,9 @@ class CeleryFlows:
         finally:
             if lease is not None and coordinator is not None:
                 self._leave(coordinator, flow_name, flow_id, lease, reachable)
+        assert back is not None  # every other way out of a pass raises
+        delivery.hand_back(task, back.why, self.hand_back_timeout)
+        self._finish(task, flow_id, _unknown_report(flow_name, flow_id, back.error), back.caller)
 
     def _leave(self, coordinator: Coordinator, flow_name: str, flow_id: str, lease: str, reachable: bool) -> None:
         """Release the flow's lock; a nudge that came meanwhile gets its look now. After an outage, one try: the
@@ -635,9 +648,8 @@ class CeleryFlows:
             )  # fmt: skip
         except MigrationSkew as exc:
             # Written under migrations this worker lacks (a rolling upgrade): for an upgraded worker to take.
-            delivery.hand_back(task, str(exc), self.hand_back_timeout)
             error = f"{exc}; no worker with those migrations took it within {self.hand_back_timeout:g}s"
-            self._finish(task, flow_id, _unknown_report(flow.name, flow_id, error), source.get("caller"))
+            raise _HandBack(str(exc), error, source.get("caller")) from None
         final = False
         try:
             for node in run.watched():
