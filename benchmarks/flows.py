@@ -21,26 +21,40 @@ from pathlib import Path
 
 from compare import Comparison, compare_times
 
-TASKS = """from selinon import SelinonTask
+#: How long the `nap` flow's first task takes: long enough for a fixed look interval to make passes that see nothing.
+NAP = 8
+
+TASKS = f"""import time
+
+from selinon import SelinonTask
 
 
 class Noop(SelinonTask):
     def run(self, node_args):
-        return {"ok": 1}
+        return {{"ok": 1}}
+
+
+class Nap(SelinonTask):
+    def run(self, node_args):
+        time.sleep({NAP})
+        return {{"ok": 1}}
 """
 
 
 def write_flows(directory: Path, size: int) -> None:
-    """`chain`: T0 -> T1 -> ... -> T(size-1); `fanout`: T0 -> T1 ... T(size-1), all at once."""
+    """`chain`: T0 -> T1 -> ... -> T(size-1); `fanout`: T0 -> T1 ... T(size-1), all at once; `nap`: Nap, which
+    takes NAP seconds, -> T0."""
     (directory / "bench_tasks.py").write_text(TASKS)
     tasks = "".join(f"  - name: T{i}\n    import: bench_tasks\n    classname: Noop\n" for i in range(size))
-    (directory / "nodes.yaml").write_text(f"tasks:\n{tasks}flows:\n  - chain\n  - fanout\n")
+    tasks += "  - name: Nap\n    import: bench_tasks\n"
+    (directory / "nodes.yaml").write_text(f"tasks:\n{tasks}flows:\n  - chain\n  - fanout\n  - nap\n")
     chain = "".join(f"      - from: T{i}\n        to: T{i + 1}\n" for i in range(size - 1))
     fanout = "".join(f"          - T{i}\n" for i in range(1, size))
     (directory / "flows.yaml").write_text(
         "flow-definitions:\n"
         f"  - name: chain\n    edges:\n      - from:\n        to: T0\n{chain}"
         f"  - name: fanout\n    edges:\n      - from:\n        to: T0\n      - from: T0\n        to:\n{fanout}"
+        "  - name: nap\n    edges:\n      - from:\n        to: Nap\n      - from: Nap\n        to: T0\n"
     )
 
 
@@ -64,7 +78,7 @@ def local_executor(python: str, selinon1: str | None, flow: str, size: int, roun
         ours = [*_command(python, directory, flow, False), "--concurrency", "4", flow]
 
         def run_ours() -> None:
-            subprocess.run(ours, check=True, stdout=subprocess.DEVNULL, env=env, cwd=directory)
+            subprocess.run(ours, check=True, capture_output=True, env=env, cwd=directory)  # no progress lines
 
         why = "no Selinon 1.4.0 environment (--selinon1)" if selinon1 is None else None
         if selinon1 is not None:
@@ -232,18 +246,21 @@ def celery_scheduling(python: str, redis: str, size: int, count: int, rounds: in
                     ),
                 }
                 workers[side] = _Workers(python, 3, envs[side], directory / side)
-            for flow in ("chain", "fanout"):
+            for flow in ("chain", "fanout", "nap"):
+                # Naps hold their workers: fewer of them leave one worker free for the passes looking at them.
+                at_once = count if flow != "nap" else 2
                 for side in sides:  # warm up the workers
                     _celery_round(python, envs[side], flow, 1)
                 rates: dict[str, list[float]] = {side: [] for side in sides}
                 passes: dict[str, list[int]] = {side: [] for side in sides}
                 for round_ in range(rounds):
                     for side in list(sides)[:: -1 if round_ % 2 else 1]:
-                        rate, counted = _celery_round(python, envs[side], flow, count)
+                        rate, counted = _celery_round(python, envs[side], flow, at_once)
                         rates[side].append(rate)
                         passes[side].extend(counted)
                 ratios = tuple(a / b for a, b in zip(rates["after"], rates["before"], strict=True))
-                shape = f"{flow} of {size} tasks, {count} flows at once, 3 workers"
+                shape = f"{flow} of {size} tasks" if flow != "nap" else f"a {NAP} s task, then one"
+                shape += f", {at_once} flows at once, 3 workers"
                 results.append(
                     Comparison(f"Celery scheduling: {shape}, backoff and nudges vs a look every 1 s",
                                statistics.median(rates["after"]), statistics.median(rates["before"]),
