@@ -22,7 +22,6 @@ reported final that is not.
 
 from __future__ import annotations
 
-import functools
 import importlib
 import logging
 import os
@@ -147,18 +146,23 @@ def attach(
         hand_back_timeout=hand_back_timeout,
         nudge=nudge,
     )
-    if app not in _ATTACHED:  # attached again (a new configuration): the app is a source already
-        failures.sources.append(functools.partial(_failure, app))
     _ATTACHED[app] = flows_
     selinon1.register(app, flows_)
     return flows_
 
 
-def _failure(app: Any, task_id: str) -> dict[str, str] | None:
-    """A failed task's exception as its envelope reported it to the result backend (see :mod:`selinon.failures`)."""
-    info = app.AsyncResult(task_id).info
-    report = info.args[0] if isinstance(info, Exception) and info.args else None
-    return report.get("exception") if isinstance(report, dict) else None
+def _failure(task_id: str) -> dict[str, str] | None:
+    """A failed task's exception as its envelope reported it to the result backend of an attached app (see
+    :mod:`selinon.failures`). One source for all apps: a source per app would keep every app alive."""
+    for app in list(_ATTACHED):
+        info = app.AsyncResult(task_id).info
+        report = info.args[0] if isinstance(info, Exception) and info.args else None
+        if isinstance(report, dict) and report.get("exception"):
+            return dict(report["exception"])
+    return None
+
+
+failures.sources.append(_failure)
 
 
 def flows_of(app: Any) -> CeleryFlows:
