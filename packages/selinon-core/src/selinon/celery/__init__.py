@@ -155,7 +155,11 @@ def _failure(task_id: str) -> dict[str, str] | None:
     """A failed task's exception as its envelope reported it to the result backend of an attached app (see
     :mod:`selinon.failures`). One source for all apps: a source per app would keep every app alive."""
     for app in list(_ATTACHED):
-        info = app.AsyncResult(task_id).info
+        try:
+            info = app.AsyncResult(task_id).info
+        except Exception as exc:  # an app whose backend is gone (a test's own server, say): the others may know
+            log.debug("task %s: the result backend of %r did not answer: %s", task_id, app.main, exc)
+            continue
         report = info.args[0] if isinstance(info, Exception) and info.args else None
         if isinstance(report, dict) and report.get("exception"):
             return dict(report["exception"])
