@@ -232,6 +232,24 @@ def own_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProces
 
 
 @pytest.fixture
+def own_rabbitmq(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.RabbitMQServer]:
+    """A RabbitMQ node of the test's own on free ports (never the machine's, which others use), so that the test
+    may stop and start it and find its durable queues and persistent messages again."""
+    bindir = servers.rabbitmq_programs()
+    if bindir is None:
+        unavailable(
+            "rabbitmq-server",
+            "the fault tests start a RabbitMQ node of their own: install RabbitMQ (Debian: rabbitmq-server), or "
+            "point SELINON_TEST_RABBITMQ_BIN at the directory of its rabbitmq-server and rabbitmqctl",
+        )
+    server = servers.RabbitMQServer(bindir, tmp_path_factory.mktemp("own-rabbitmq"))
+    try:
+        yield server.start()
+    finally:
+        server.close()
+
+
+@pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     """Where the tasks of one test record their runs (given to them in the node arguments)."""
     return tmp_path

