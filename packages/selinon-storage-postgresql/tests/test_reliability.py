@@ -350,7 +350,7 @@ def test_an_idle_connection_the_server_closed_is_replaced_before_use(
 ) -> None:
     """Without the pool's retries: the adapter pings a connection idle longer than PING_AFTER_IDLE, and a dead
     one is replaced before the call uses it. A connection in steady use is not pinged (a round trip each)."""
-    from selinon_storage_postgresql import storage
+    from selinon_storage_postgresql import driver
 
     application_name = f"selinon-idle-{uuid.uuid4().hex[:8]}"
     url = make_url(postgresql_url).update_query_dict({"application_name": application_name})
@@ -365,7 +365,7 @@ def test_an_idle_connection_the_server_closed_is_replaced_before_use(
             for pid in pids:
                 admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             assert wait_until(lambda: not backends(admin, application_name) & pids, timeout=10)
-        monkeypatch.setattr(storage, "PING_AFTER_IDLE", 0.0)
+        monkeypatch.setattr(driver, "PING_AFTER_IDLE", 0.0)
         assert adapter.retrieve(FLOW, TASK, "idle") == {"kept": True}
     finally:
         adapter.disconnect()
