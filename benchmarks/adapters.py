@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import statistics
 import sys
 import uuid
 from collections.abc import Callable
@@ -387,6 +388,49 @@ def overhead(b: Backend, rounds: int, seconds: float, size: int = 1024, baseline
         raw.close()
     name = f"{b.name}: adapter vs {baseline} raw, {_label(size)}"
     return Comparison(name, ours, base, ratio, "pairs/s", ">= 0.90", ratio >= 0.9, ratios=ratios)
+
+
+def client_cpu(b: Backend, rounds: int, seconds: float, size: int = 1024) -> Comparison:
+    """Client CPU time per store+retrieve pair (``time.process_time``), the adapter against the simplest raw code,
+    in alternating rounds of ``seconds`` each: what a rate on a shared machine mixes with the server's work and
+    with other processes, this isolates (lower is better)."""
+    import time
+
+    from selinon.registry import resolve
+
+    adapter = resolve(b.classname)(**b.configuration)
+    adapter.connect()
+    raw = b.simplest(b.configuration)
+    result = payload(size)
+    sides = (
+        _pairs(
+            lambda t, r: adapter.store(NODE_ARGS, FLOW, TASK, t, r),
+            lambda t: adapter.retrieve(FLOW, TASK, t),
+            result,
+            _ids("cpu-adapter"),
+        ),
+        _pairs(raw.store, raw.retrieve, result, _ids("cpu-raw")),
+    )
+    rounds_measured: list[tuple[float, float]] = []
+    try:
+        for work in sides:
+            work(20)  # warm up: connections, prepared statements
+        for round_ in range(rounds):
+            per_pair = [0.0, 0.0]
+            for index in (round_ % 2, 1 - round_ % 2):
+                pairs, cpu, end = 0, time.process_time(), time.perf_counter() + seconds
+                while time.perf_counter() < end:
+                    sides[index](10)
+                    pairs += 10
+                per_pair[index] = (time.process_time() - cpu) / pairs * 1e6
+            rounds_measured.append((per_pair[0], per_pair[1]))
+    finally:
+        adapter.disconnect()
+        raw.close()
+    ratios = tuple(ours / base for ours, base in rounds_measured)
+    ours, base = (statistics.median(side) for side in zip(*rounds_measured, strict=True))
+    name = f"{b.name}: client CPU per pair, adapter vs simplest raw, {_label(size)}"
+    return Comparison(name, ours, base, statistics.median(ratios), "us", "info", True, ratios=ratios)
 
 
 def versus_selinon1(b: Backend, python: str | None, rounds: int, seconds: float, size: int = 1024) -> Comparison:

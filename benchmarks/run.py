@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from adapters import BACKENDS, overhead, scaling, versus_selinon1
+from adapters import BACKENDS, client_cpu, overhead, scaling, versus_selinon1
 from compare import Comparison
 from flows import celery_scheduling, celery_throughput, local_executor
 from sql_layout import layout_costs
@@ -87,8 +87,8 @@ def main() -> int:
         "--only",
         action="append",
         default=[],
-        help="run only these parts: selinon1, overhead, scaling, payload, layout, flows, celery, scheduling, startup, "
-        "discovery",
+        help="run only these parts: selinon1, overhead, cpu, scaling, payload, layout, flows, celery, scheduling, "
+        "startup, discovery",
     )
     parser.add_argument(
         "--selinon1",
@@ -101,7 +101,8 @@ def main() -> int:
     # landed anywhere between 0.8 and 1.2 from one run to the next.
     rounds, seconds = (3, 0.3) if args.quick else (7, 1.0)
     parts = set(args.only) or {
-        "selinon1", "overhead", "scaling", "payload", "layout", "flows", "celery", "scheduling", "startup", "discovery"
+        "selinon1", "overhead", "cpu", "scaling", "payload", "layout", "flows", "celery", "scheduling", "startup",
+        "discovery",
     }  # fmt: skip
     results: list[Comparison] = []
 
@@ -142,6 +143,9 @@ def main() -> int:
                 if "overhead" in parts:
                     for baseline in ("simplest", "mirrored"):
                         measure(f"{name}: overhead", overhead, backend, rounds, seconds, 1024, baseline)
+                if "cpu" in parts:
+                    for size in (1024, 100 * 1024):
+                        measure(f"{name}: client CPU", client_cpu, backend, rounds, seconds, size)
                 if "scaling" in parts:
                     pool = configure_pool(backend.classname, backend.configuration)
                     for threads in (1, 2, 4, 8):

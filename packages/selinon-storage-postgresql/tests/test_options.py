@@ -353,3 +353,33 @@ def test_create_database_not_permitted(postgresql_url: str) -> None:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}"'))
             conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
         admin.dispose()
+
+
+def test_statement_listeners_and_the_engine_log_see_every_call(
+    backend_url: str, make_storage: MakeStorage, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Calls run on the driver's cursor, unless something watches the statements: then they go through
+    SQLAlchemy's Connection, so that an engine listener (a tracer's) and the `sqlalchemy.engine` log see them."""
+    storage = make_storage(backend_url)
+    storage.connect()
+    seen: list[str] = []
+
+    def before_cursor_execute(*args: object) -> None:
+        seen.append(str(args[2]).split()[0])
+
+    try:
+        storage.store({"a": 1}, "flow", "task", "watched", {"ok": True})
+        assert seen == []
+        sa.event.listen(storage._engine, "before_cursor_execute", before_cursor_execute)
+        storage.store({"a": 1}, "flow", "task", "watched", {"ok": 2})
+        assert storage.retrieve("flow", "task", "watched") == {"ok": 2}
+        assert storage.retrieve_owner("flow", "task", "watched") == ("flow", "task")
+        storage.delete("flow", "task", "watched")
+        assert seen == ["INSERT", "SELECT", "SELECT", "DELETE"]
+        sa.event.remove(storage._engine, "before_cursor_execute", before_cursor_execute)
+        with caplog.at_level(logging.INFO, logger="sqlalchemy.engine"):
+            storage.store({"a": 1}, "flow", "task", "logged", {"ok": True})
+        assert "INSERT INTO" in caplog.text
+        assert seen == ["INSERT", "SELECT", "SELECT", "DELETE"]
+    finally:
+        storage.disconnect()

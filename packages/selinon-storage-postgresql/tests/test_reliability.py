@@ -350,7 +350,7 @@ def test_an_idle_connection_the_server_closed_is_replaced_before_use(
 ) -> None:
     """Without the pool's retries: the adapter pings a connection idle longer than PING_AFTER_IDLE, and a dead
     one is replaced before the call uses it. A connection in steady use is not pinged (a round trip each)."""
-    from selinon_storage_postgresql import storage
+    from selinon_storage_postgresql import driver
 
     application_name = f"selinon-idle-{uuid.uuid4().hex[:8]}"
     url = make_url(postgresql_url).update_query_dict({"application_name": application_name})
@@ -365,8 +365,39 @@ def test_an_idle_connection_the_server_closed_is_replaced_before_use(
             for pid in pids:
                 admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
             assert wait_until(lambda: not backends(admin, application_name) & pids, timeout=10)
-        monkeypatch.setattr(storage, "PING_AFTER_IDLE", 0.0)
+        monkeypatch.setattr(driver, "PING_AFTER_IDLE", 0.0)
         assert adapter.retrieve(FLOW, TASK, "idle") == {"kept": True}
+    finally:
+        adapter.disconnect()
+        admin_engine.dispose()
+
+
+def test_after_a_lost_connection_every_connection_opened_before_it_is_replaced(
+    postgresql_url: str, make_storage: Any
+) -> None:
+    """Without the pool's retries: the server dropped every pooled connection (a restart, a network cut); the
+    first call to meet a dead one fails with a transient error, and the next calls get new connections, not the
+    other dead ones, as they would through SQLAlchemy's Connection."""
+    application_name = f"selinon-stale-{uuid.uuid4().hex[:8]}"
+    url = make_url(postgresql_url).update_query_dict({"application_name": application_name})
+    adapter = make_storage(url.render_as_string(hide_password=False))
+    adapter.connect()
+    admin_engine = engine_for(postgresql_url, isolation_level="AUTOCOMMIT")
+    try:
+        opened = [adapter._engine.raw_connection() for _ in range(3)]  # three pooled connections
+        for connection in opened:
+            connection.close()
+        adapter.store(None, FLOW, TASK, "stale", {"kept": True})
+        with admin_engine.connect() as admin:
+            pids = backends(admin, application_name)
+            assert len(pids) == 3
+            for pid in pids:
+                admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            assert wait_until(lambda: not backends(admin, application_name) & pids, timeout=10)
+        with pytest.raises(TransientStorageError, match="terminat|closed|lost"):
+            adapter.retrieve(FLOW, TASK, "stale")
+        for _ in range(4):
+            assert adapter.retrieve(FLOW, TASK, "stale") == {"kept": True}
     finally:
         adapter.disconnect()
         admin_engine.dispose()

@@ -21,6 +21,8 @@ from selinon import jsonpolicy, records
 from selinon.errors import SelinonMissingDataException, StorageError, TransientStorageError
 from selinon.secrets import is_secret_option, scrub, secrets_in
 from selinon.storage import DataStorage, ExcInfo, describe_error
+from selinon_storage_postgresql import driver
+from selinon_storage_postgresql.driver import LASTROWID, ROWCOUNT, ROWS, Compiled, PoolWatch
 
 DEFAULT_TABLE = "selinon_results"
 #: Selinon 1.x's table, the default with ``layout: selinon1``.
@@ -73,9 +75,6 @@ MARIADB_JSON_DEPTH = 31
 _CLIENT_MARGIN = 1.0
 #: sqlite3's "database is locked" (SQLITE_BUSY) and "database table is locked" (SQLITE_LOCKED).
 _SQLITE_TRANSIENT = (5, 6)
-#: A pooled connection idle longer than this is pinged before use (a server or a firewall may have closed it);
-#: busier ones are not: a ping is a round trip, as long as the call itself on a local server.
-PING_AFTER_IDLE = 10.0
 
 
 def _verbatim(value: Any) -> Any:
@@ -186,27 +185,6 @@ def _build_statement(name: str, dialect: str, table: sa.Table, layout: str) -> A
     return upsert.on_conflict_do_update(
         index_elements=[key_column], set_={**stamp, **{column: upsert.excluded[column] for column in replaced}}
     ).returning(table.c.id)
-
-
-def _note_idle_since(_dbapi_connection: Any, record: Any) -> None:
-    record.info["idle_since"] = time.monotonic()
-
-
-def _ping_if_idle(dialect: sa.Dialect) -> Any:
-    """A checkout listener: a pooled connection idle for a while is pinged before use, and a dead one replaced
-    (SQLAlchemy opens another when a checkout listener raises DisconnectionError)."""
-
-    def ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
-        if time.monotonic() - record.info.get("idle_since", math.inf) <= PING_AFTER_IDLE:
-            return
-        try:
-            alive = dialect.do_ping(dbapi_connection)
-        except Exception:
-            alive = False
-        if not alive:
-            raise DisconnectionError("the pooled connection did not answer a ping")
-
-    return ping_if_idle
 
 
 def _is_utf8(encoding: str) -> bool:
@@ -378,7 +356,8 @@ class SqlStorage(DataStorage):
         self._lock = threading.Lock()
         self._engine: Engine | None = None
         self._table: sa.Table | None = None
-        self._statements: dict[str, Any] = {}
+        self._watch: PoolWatch | None = None
+        self._statements: dict[str, Compiled] = {}
         self._orm_engine: Engine | None = None
         self._session: Any = None
 
@@ -438,7 +417,7 @@ class SqlStorage(DataStorage):
                 return
             deadline = time.monotonic() + self.connect_timeout
             try:
-                self._engine, self._table = self._open(deadline)
+                self._engine, self._table, self._watch = self._open(deadline)
             except SQLAlchemyError as exc:
                 if not self._database_missing(exc):
                     raise self._connect_error(exc) from None
@@ -450,7 +429,7 @@ class SqlStorage(DataStorage):
                 if not self._create_missing_database():
                     raise self._connect_error(exc) from None
                 try:
-                    self._engine, self._table = self._open(deadline)
+                    self._engine, self._table, self._watch = self._open(deadline)
                 except SQLAlchemyError as again:
                     raise self._connect_error(again) from None
             except ImportError as exc:
@@ -462,7 +441,7 @@ class SqlStorage(DataStorage):
 
     def disconnect(self) -> None:
         with self._lock:
-            engine, self._engine, self._table = self._engine, None, None
+            engine, self._engine, self._table, self._watch = self._engine, None, None, None
             session, orm_engine, self._session, self._orm_engine = self._session, self._orm_engine, None, None
             self._statements = {}
         if session is not None:
@@ -482,7 +461,7 @@ class SqlStorage(DataStorage):
         engine keeps JSON text verbatim, which ORM models do not expect); None when not connected."""
         with self._lock:
             if self._orm_engine is None and self._engine is not None:
-                self._orm_engine = self._create_engine(self._url, json_serializer=None, json_deserializer=None)
+                self._orm_engine, _watch = self._create_engine(self._url, json_serializer=None, json_deserializer=None)
             return self._orm_engine
 
     @engine.setter
@@ -505,7 +484,7 @@ class SqlStorage(DataStorage):
     def session(self, session: Any) -> None:
         self._session = session
 
-    def _create_engine(self, url: URL, **extra: Any) -> Engine:
+    def _create_engine(self, url: URL, **extra: Any) -> tuple[Engine, PoolWatch]:
         """Every call is one statement, atomic by itself: in autocommit it is one round trip, where a transaction
         around it would add BEGIN and COMMIT (or ROLLBACK) round trips."""
         options: dict[str, Any] = {
@@ -520,9 +499,7 @@ class SqlStorage(DataStorage):
         options.update(extra)
         engine = sa.create_engine(url, **{name: value for name, value in options.items() if value is not None})
         sa.event.listen(engine, "connect", self._on_new_connection)
-        sa.event.listen(engine, "checkin", _note_idle_since)
-        sa.event.listen(engine, "checkout", _ping_if_idle(engine.dialect))
-        return engine
+        return engine, PoolWatch(engine)
 
     def _connect_args(self, url: URL) -> dict[str, Any]:
         """Opening a connection is bounded by ``connect_timeout``: PyMySQL's covers only the TCP connection, its
@@ -548,10 +525,10 @@ class SqlStorage(DataStorage):
             dbapi_connection._read_timeout = self.socket_timeout + _CLIENT_MARGIN
             dbapi_connection._write_timeout = self.socket_timeout + _CLIENT_MARGIN
 
-    def _open(self, deadline: float) -> tuple[Engine, sa.Table]:
+    def _open(self, deadline: float) -> tuple[Engine, sa.Table, PoolWatch]:
         """A new engine, checked with one round trip that also creates the table when it is missing; its waits for
         locks other sessions hold end at ``deadline``."""
-        engine = self._create_engine(self._url)
+        engine, watch = self._create_engine(self._url)
         try:
             with engine.connect() as conn:
                 # The adapter's only transaction: the advisory lock and the table's creation belong together.
@@ -575,7 +552,7 @@ class SqlStorage(DataStorage):
         except BaseException:
             engine.dispose()
             raise
-        return engine, table
+        return engine, table, watch
 
     def _check_layout(self, conn: sa.Connection, table: sa.Table) -> None:
         try:
@@ -616,7 +593,7 @@ class SqlStorage(DataStorage):
     def _create_missing_database(self) -> bool:
         """Create the URL's database through the ``postgres`` maintenance database; False if it exists."""
         database = self._url.database
-        maintenance = self._create_engine(
+        maintenance, _watch = self._create_engine(
             self._url.set(database="postgres"), poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT"
         )
         try:
@@ -666,29 +643,21 @@ class SqlStorage(DataStorage):
         return dict(self._load(error, task_id))
 
     def retrieve_owner(self, flow_name: str, task_name: str, task_id: str) -> tuple[str | None, str | None]:
-        engine, table = self._client()
         try:
-            with engine.connect() as conn:
-                row = conn.execute(
-                    self._statement("owner", conn.dialect.name, table), {"key": self._key(task_id)}
-                ).first()
+            rows = self._run("owner", {"key": self._key(task_id)}, ROWS)
         except SQLAlchemyError as exc:
             raise self._call_error("retrieve failed in", exc) from None
-        if row is None:
+        if not rows:
             raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
-        _id, row_task_id, row_flow_name, row_task_name = row
+        _id, row_task_id, row_flow_name, row_task_name = rows[0]
         if row_task_id != task_id:
             where = f"row {_id} of table {self.table_name!r} in {self.where}"
             raise records.ForeignRecord(f"{where} is keyed for task {task_id!r} but holds task {row_task_id!r}")
         return row_flow_name, row_task_name
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        engine, table = self._client()
         try:
-            with engine.begin() as conn:
-                deleted = conn.execute(
-                    self._statement("delete", conn.dialect.name, table), {"key": self._key(task_id)}
-                ).rowcount
+            deleted = self._run("delete", {"key": self._key(task_id)}, ROWCOUNT)
         except SQLAlchemyError as exc:
             raise self._call_error("delete failed in", exc) from None
         if not deleted:
@@ -709,13 +678,10 @@ class SqlStorage(DataStorage):
         }
         if self.layout == records.SELINON1:
             values = {name: values[name] for name in ("task_id", *_SELINON1_REPLACED)}
-        engine, table = self._client()
         try:
-            with engine.begin() as conn:
-                outcome = conn.execute(self._statement("upsert", conn.dialect.name, table), values)
-                if conn.dialect.name in _MYSQL:
-                    return int(outcome.lastrowid)
-                return int(outcome.scalar_one())
+            if self._url.get_backend_name() in _MYSQL:  # LAST_INSERT_ID(id): the id of the row replaced, too
+                return int(self._run("upsert", values, LASTROWID))
+            return int(self._run("upsert", values, ROWS)[0][0])
         except SQLAlchemyError as exc:
             if _error_code(exc) == _MYSQL_CHECK_FAILED:
                 depth, column = max((_json_depth(values[name] or ""), name) for name in ("node_args", "result"))
@@ -731,17 +697,13 @@ class SqlStorage(DataStorage):
     def _read(self, task_name: str, task_id: str) -> tuple[str | bytes | None, str | bytes | None]:
         """The JSON text of the record's result and error (None for SQL NULL); ForeignRecord for a row that is
         not the record of this task."""
-        engine, table = self._client()
         try:
-            with engine.connect() as conn:
-                row = conn.execute(
-                    self._statement("read", conn.dialect.name, table), {"key": self._key(task_id)}
-                ).first()
+            rows = self._run("read", {"key": self._key(task_id)}, ROWS)
         except SQLAlchemyError as exc:
             raise self._call_error("retrieve failed in", exc) from None
-        if row is None:
+        if not rows:
             raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
-        _id, row_task_id, row_task_name, result, error = row
+        _id, row_task_id, row_task_name, result, error = rows[0]
         where = f"row {_id} of table {self.table_name!r} in {self.where}"
         if row_task_id != task_id:
             raise records.ForeignRecord(f"{where} is keyed for task {task_id!r} but holds task {row_task_id!r}")
@@ -766,19 +728,19 @@ class SqlStorage(DataStorage):
                 f"the record of task {task_id!r} in table {self.table_name!r} in {self.where} is not JSON"
             ) from None
 
-    def _statement(self, name: str, dialect: str, table: sa.Table) -> Any:
-        """Statements are built once per adapter and executed with parameters: building one costs more CPU than
-        its round trip to a local server (see the benchmarks)."""
+    def _run(self, name: str, values: dict[str, Any], read: str) -> Any:
+        """One statement in autocommit, on the driver's cursor (:mod:`selinon_storage_postgresql.driver`).
+        Statements are built and compiled once per connected adapter: that costs more CPU than a round trip to a
+        local server (see the benchmarks)."""
+        engine, table, watch = self._engine, self._table, self._watch
+        if engine is None or table is None or watch is None:
+            raise StorageError(f"{type(self).__name__} for {self.where} is not connected; call connect() first")
         statement = self._statements.get(name)
         if statement is None:
-            statement = self._statements[name] = _build_statement(name, dialect, table, self.layout)
-        return statement
-
-    def _client(self) -> tuple[Engine, sa.Table]:
-        engine, table = self._engine, self._table
-        if engine is None or table is None:
-            raise StorageError(f"{type(self).__name__} for {self.where} is not connected; call connect() first")
-        return engine, table
+            built = _build_statement(name, engine.dialect.name, table, self.layout)
+            keys = list(values) if name == "upsert" else None
+            statement = self._statements[name] = driver.compile_statement(built, engine.dialect, keys)
+        return driver.run(engine, watch, statement, values, read)
 
     # -- messages ----------------------------------------------------------------------------------------------
 
