@@ -128,7 +128,6 @@ def raw_mongodb(configuration: dict[str, Any]) -> Raw:
 
     client: Any = pymongo.MongoClient(host=configuration["host"], port=configuration["port"])
     records = client[configuration["db_name"]][configuration["collection_name"]]
-    fields = {"_id": False, "result": True, "result_json": True, "error": True, "error_json": True}
 
     def store(task_id: str, result: Any) -> None:
         document = {
@@ -139,7 +138,7 @@ def raw_mongodb(configuration: dict[str, Any]) -> Raw:
         records.replace_one({"_id": task_id}, document, upsert=True)
 
     def retrieve(task_id: str) -> Any:
-        return records.find_one({"_id": task_id}, fields)["result"]
+        return records.find_one({"_id": task_id})["result"]  # the whole document, as the adapter reads it
 
     return Raw(store, retrieve, client.close)
 

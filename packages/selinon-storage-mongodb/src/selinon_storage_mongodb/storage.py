@@ -454,12 +454,14 @@ class MongoDB(DataStorage):
         looks by ``task_id`` at once.
         """
         collection, key = self._records(), _check_task_id(task_id)
+        # The whole document, _id dropped here: a projection costs the server more than the _id it saves.
         document = None
         if self.layout == records.NATIVE:
-            document = collection.find_one({"_id": key}, {"_id": False})
+            document = collection.find_one({"_id": key})
         if document is None:
-            document = collection.find_one({"task_id": key}, {"_id": False})
+            document = collection.find_one({"task_id": key})
         if document is not None:
+            del document["_id"]
             where = f"the document of task {task_id!r} in {self.where}"
             records.classify(document, where, task_id, task_name, _UNMARKED)
             if document.get("task_id") != key:  # its _id is the task id, its task_id field says otherwise
