@@ -454,7 +454,7 @@ class MongoDB(DataStorage):
         looks by ``task_id`` at once.
         """
         collection, key = self._records(), _check_task_id(task_id)
-        # The whole document, _id dropped here: a projection costs the server more than the _id it saves.
+        # The whole document, _id dropped here: a projection cost the test server more than the _id it saves.
         document = None
         if self.layout == records.NATIVE:
             document = collection.find_one({"_id": key})
