@@ -129,19 +129,17 @@ def raw_mongodb(configuration: dict[str, Any]) -> Raw:
 
     client: Any = pymongo.MongoClient(host=configuration["host"], port=configuration["port"])
     records = client[configuration["db_name"]][configuration["collection_name"]]
-    fields = {"_id": False, "result": True, "result_json": True, "error": True, "error_json": True}
 
     def store(task_id: str, result: Any) -> None:
         document = {
-            "task_id": task_id, "flow_name": FLOW, "task_name": TASK, "node_args": NODE_ARGS, "result": result,
-            "stored_at": datetime.datetime.now(datetime.timezone.utc),
+            "_id": task_id, "task_id": task_id, "selinon_record": 1, "flow_name": FLOW, "task_name": TASK,
+            "node_args": NODE_ARGS, "result": result, "stored_at": datetime.datetime.now(datetime.timezone.utc),
         }  # fmt: skip
-        # The adapter's round trips: the upsert, and for a replaced record one read of its _id (the record id).
-        if records.replace_one({"task_id": task_id}, document, upsert=True).upserted_id is None:
-            records.find_one({"task_id": task_id}, {"_id": True})
+        # The adapter's round trip: one upsert by _id (the task id, and the record id).
+        records.replace_one({"_id": task_id}, document, upsert=True)
 
     def retrieve(task_id: str) -> Any:
-        return records.find_one({"task_id": task_id}, fields)["result"]
+        return records.find_one({"_id": task_id})["result"]  # the whole document, as the adapter reads it
 
     return Raw(store, retrieve, client.close)
 

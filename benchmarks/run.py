@@ -21,6 +21,7 @@ from typing import Any
 from adapters import BACKENDS, client_cpu, overhead, scaling, versus_selinon1
 from compare import Comparison
 from flows import celery_scheduling, celery_throughput, local_executor
+from mongodb_layout import mongodb_layout_costs
 from sql_layout import layout_costs
 from startup import discovery_at_scale, startup
 
@@ -166,12 +167,13 @@ def main() -> int:
             finally:
                 backend.cleanup(backend.configuration)
         if "layout" in parts:
-            try:
-                layout_costs(where["postgresql"], rounds, seconds, report)
-            except Exception as exc:
-                report(
-                    Comparison("PostgreSQL layout", math.nan, math.nan, math.nan, "", "-", False, f"failed: {exc!r}")
-                )
+            for label, costs in (("PostgreSQL", layout_costs), ("MongoDB", mongodb_layout_costs)):
+                try:
+                    costs(where[label.lower()], rounds, seconds, report)
+                except Exception as exc:
+                    report(
+                        Comparison(f"{label} layout", math.nan, math.nan, math.nan, "", "-", False, f"failed: {exc!r}")
+                    )
         if "celery" in parts:
             try:
                 for comparison in celery_throughput(sys.executable, args.selinon1, where["redis"], 5, 5, 2):

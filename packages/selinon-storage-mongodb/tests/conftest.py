@@ -123,8 +123,11 @@ class MongoBackend(Backend):
         self.address = None if server.uri else (server.host, server.port)
 
     def records(self, prefix: str) -> Counter[str]:
-        found = self.records_of.find({"task_id": {"$regex": f"^{re.escape(prefix)}"}}, {"task_id": True})
-        return Counter(document["task_id"] for document in found)
+        """Documents keyed by ``_id`` (this version's) or holding the ``task_id`` (every version's): each counts
+        once, under its task id."""
+        pattern = {"$regex": f"^{re.escape(prefix)}"}
+        found = self.records_of.find({"$or": [{"_id": pattern}, {"task_id": pattern}]}, {"task_id": True})
+        return Counter(document.get("task_id", document["_id"]) for document in found)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ test_reliability.py)."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import sys
@@ -16,14 +17,16 @@ from typing import Any
 
 import pytest
 import trustme
+from bson import ObjectId
 from conftest import MakeStorage, Server
-from pymongo import MongoClient
-from pymongo.errors import OperationFailure
+from pymongo import MongoClient, monitoring
+from pymongo.errors import DuplicateKeyError, OperationFailure
 from selinon_storage_mongodb import MongoDB
 from selinon_storage_mongodb.storage import INDEX_NAME
 
 from selinon import SelinonMissingDataException, StorageError, StoragePool, registry
 from selinon.config import load
+from selinon.records import ForeignRecord
 from selinon.registry import LegacyImportWarning
 from selinon.testing import free_port, planted_secret
 
@@ -44,7 +47,8 @@ def storage(make_storage: MakeStorage) -> Any:
 
 
 def documents(client: Client, server: Server, collection: str, task_id: str) -> list[dict[str, Any]]:
-    return list(client[server.db_name][collection].find({"task_id": task_id}))
+    """Every document of the task id: keyed by it (this version's) or holding it in `task_id` (every version's)."""
+    return list(client[server.db_name][collection].find({"$or": [{"_id": task_id}, {"task_id": task_id}]}))
 
 
 def _raise() -> Any:
@@ -286,10 +290,10 @@ def test_storing_again_leaves_one_document(
     key = tid()
     first = storage.store({"try": 1}, FLOW, TASK, key, "first")
     again = storage.store({"try": 2}, FLOW, TASK, key, "second")
-    assert client[server.db_name][collection_name].count_documents({"task_id": key}) == 1
-    assert first == again  # the record id is the document's _id, kept by the replacement
+    assert len(documents(client, server, collection_name, key)) == 1
+    assert first == again == key  # the record id is the document's _id: the task id
     error_id = storage.store_error(None, FLOW, TASK, key, _raise())
-    assert client[server.db_name][collection_name].count_documents({"task_id": key}) == 1
+    assert len(documents(client, server, collection_name, key)) == 1
     assert error_id == first
 
 
@@ -316,14 +320,14 @@ def test_concurrent_first_stores_leave_one_document(
         thread.join()
     assert not errors, errors[:3]
     for key in keys:
-        assert client[server.db_name][collection_name].count_documents({"task_id": key}) == 1
+        assert len(documents(client, server, collection_name, key)) == 1
 
 
 def test_record_layout(storage: MongoDB, client: Client, server: Server, collection_name: str) -> None:
     key = tid()
     record_id = storage.store({"url": "https://x"}, FLOW, TASK, key, {"score": 2**40, "tags": ["a"]})
     (document,) = documents(client, server, collection_name, key)
-    assert str(document.pop("_id")) == record_id
+    assert document.pop("_id") == key == record_id  # keyed by the task id: found by its _id index
     assert document.pop("stored_at") is not None
     assert document == {
         "task_id": key,
@@ -410,6 +414,172 @@ def test_selinon1_documents_are_readable(
     assert storage.retrieve(FLOW, TASK, key) == {"old": True}
     storage.store(None, FLOW, TASK, key, {"new": True})
     assert storage.retrieve(FLOW, TASK, key) == {"new": True}
+
+
+# -- documents of earlier versions, round trips --------------------------------------------------------------
+
+
+def _older(version: str, key: str, result: Any) -> dict[str, Any]:
+    """A document of ``key`` as an earlier version wrote it: an ObjectId ``_id``, the task id in ``task_id``."""
+    selinon1 = {"node_args": {"n": 1}, "flow_name": FLOW, "task_name": TASK, "task_id": key, "result": result}
+    if version == "Selinon 1.x":
+        return {"_id": ObjectId(), **selinon1}
+    stored_at = {"stored_at": datetime.datetime.now(datetime.timezone.utc)}
+    marker = {"selinon_record": 1} if version == "0.2.0" else {}  # 0.1.0 wrote no marker
+    return {"_id": ObjectId(), **marker, **selinon1, **stored_at}
+
+
+@pytest.mark.parametrize("version", ["0.2.0", "0.1.0", "Selinon 1.x"])
+def test_older_documents_are_read_replaced_and_deleted_in_place(
+    storage: MongoDB, client: Client, server: Server, collection_name: str, version: str
+) -> None:
+    key = tid()
+    older = _older(version, key, {"old": True})
+    client[server.db_name][collection_name].insert_one(older)
+    assert storage.retrieve(FLOW, TASK, key) == {"old": True}
+    assert storage.retrieve_owner(FLOW, TASK, key) == (FLOW, TASK)
+    with pytest.raises(SelinonMissingDataException, match="no error recorded"):
+        storage.retrieve_error(FLOW, TASK, key)
+
+    record_id = storage.store({"n": 2}, FLOW, TASK, key, {"new": True})
+    assert record_id == str(older["_id"])  # the record id 0.2.0 returned for it: the document is replaced in place
+    (document,) = documents(client, server, collection_name, key)
+    assert (document["_id"], document["selinon_record"], document["result"]) == (older["_id"], 1, {"new": True})
+    assert storage.retrieve(FLOW, TASK, key) == {"new": True}
+    assert storage.store_error(None, FLOW, TASK, key, _raise()) == record_id
+    assert storage.retrieve_error(FLOW, TASK, key)["message"] == "boom"
+    assert [d["_id"] for d in documents(client, server, collection_name, key)] == [older["_id"]]
+
+    storage.delete(FLOW, TASK, key)
+    assert documents(client, server, collection_name, key) == []
+    with pytest.raises(SelinonMissingDataException):
+        storage.retrieve(FLOW, TASK, key)
+    with pytest.raises(SelinonMissingDataException):
+        storage.delete(FLOW, TASK, key)
+    assert storage.store(None, FLOW, TASK, key, "anew") == key  # stored anew: this version's document
+    assert [d["_id"] for d in documents(client, server, collection_name, key)] == [key]
+
+
+def test_record_id_finds_the_document_later(
+    storage: MongoDB, client: Client, server: Server, collection_name: str
+) -> None:
+    records = client[server.db_name][collection_name]
+    key, older_key = tid(), tid()
+    records.insert_one(_older("0.2.0", older_key, "old"))
+    for task_id, as_id in ((key, lambda record_id: record_id), (older_key, ObjectId)):
+        record_id = storage.store(None, FLOW, TASK, task_id, {"of": task_id})
+        assert storage.store(None, FLOW, TASK, task_id, {"of": task_id, "again": True}) == record_id
+        found = records.find_one({"_id": as_id(record_id)})
+        assert found is not None and found["task_id"] == task_id
+        assert found["result"] == storage.retrieve(FLOW, TASK, task_id) == {"of": task_id, "again": True}
+
+
+def test_a_0_2_0_worker_beside_this_version_leaves_one_document(
+    storage: MongoDB, client: Client, server: Server, collection_name: str
+) -> None:
+    """A rolling upgrade: workers of 0.2.0 (an upsert by `task_id`, ObjectId `_id`) and of this version store the
+    same task ids at once; each task id keeps one document, and what is read is what it holds."""
+    records = client[server.db_name][collection_name]
+    keys = [tid() for _ in range(30)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def old_worker(worker: int) -> None:
+        barrier.wait()
+        for key in keys:
+            document = _older("0.2.0", key, f"0.2.0 worker {worker}")
+            del document["_id"]
+            for _attempt in range(3):  # as 0.2.0 did: a DuplicateKeyError means the document exists now
+                try:
+                    records.replace_one({"task_id": key}, document, upsert=True)
+                    break
+                except DuplicateKeyError:
+                    continue
+
+    def new_worker(worker: int) -> None:
+        barrier.wait()
+        for key in keys:
+            storage.store(None, FLOW, TASK, key, f"new worker {worker}")
+
+    def run(work: Any, worker: int) -> None:
+        try:
+            work(worker)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w, n)) for n, w in enumerate([old_worker, new_worker] * 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors[:3]
+    for key in keys:
+        (document,) = documents(client, server, collection_name, key)
+        assert storage.retrieve(FLOW, TASK, key) == document["result"]
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{"x": 14}, {"selinon_record": 1, "task_id": "another", "result": 1}],
+    ids=["another program's", "of another task id"],
+)
+def test_a_document_keyed_by_the_task_id_that_is_not_its_record_raises(
+    storage: MongoDB, client: Client, server: Server, collection_name: str, document: dict[str, Any]
+) -> None:
+    key = tid()
+    client[server.db_name][collection_name].insert_one({"_id": key, **document})
+    with pytest.raises(ForeignRecord):
+        storage.retrieve(FLOW, TASK, key)
+
+
+class CommandLog(monitoring.CommandListener):
+    """The commands a client sends, as (name, filter), the driver's own handshakes and monitoring left out."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        command = event.command
+        if event.command_name in ("find", "update", "delete", "findAndModify", "insert"):
+            query = command.get("filter", command.get("query"))
+            for statement in command.get("updates", command.get("deletes", [])):
+                query = statement["q"]
+            self.sent.append((event.command_name, query))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_one_round_trip_per_store_read_and_delete(server: Server, collection_name: str, client: Client) -> None:
+    """This version's documents cost one command each, found by `_id`; an older document costs one more."""
+    log = CommandLog()
+
+    class Logged(MongoDB):
+        def _client_options(self) -> dict[str, Any]:
+            return {**super()._client_options(), "event_listeners": [log]}
+
+    adapter = Logged(db_name=server.db_name, collection_name=collection_name, **server.options)
+    adapter.connect()
+    try:
+        key, older_key = tid(), tid()
+        client[server.db_name][collection_name].insert_one(_older("0.2.0", older_key, "old"))
+        log.sent.clear()
+        adapter.store(None, FLOW, TASK, key, "first")
+        adapter.store(None, FLOW, TASK, key, "again")
+        adapter.retrieve(FLOW, TASK, key)
+        adapter.delete(FLOW, TASK, key)
+        assert log.sent == [("update", {"_id": key}), ("update", {"_id": key}), ("find", {"_id": key}),
+                            ("delete", {"_id": key})]  # fmt: skip
+        log.sent.clear()
+        adapter.retrieve(FLOW, TASK, older_key)
+        adapter.store(None, FLOW, TASK, older_key, "replaced")
+        assert log.sent == [("find", {"_id": older_key}), ("find", {"task_id": older_key}),
+                            ("update", {"_id": older_key}), ("findAndModify", {"task_id": older_key})]  # fmt: skip
+    finally:
+        adapter.disconnect()
 
 
 def test_selinon1_duplicates_stop_connect_with_advice(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from bson.int64 import Int64
@@ -432,8 +434,10 @@ class MongoDB(DataStorage):
         return document.get("flow_name"), document.get("task_name")
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
-        deleted = self._records().delete_one({"task_id": _check_task_id(task_id)}).deleted_count
-        if not deleted:
+        collection, key = self._records(), _check_task_id(task_id)
+        # This version's document first (by _id); then one an older version or Selinon 1.x wrote (by task_id).
+        deleted = self.layout == records.NATIVE and collection.delete_one({"_id": key}).deleted_count
+        if not deleted and not collection.delete_one({"task_id": key}).deleted_count:
             raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
 
     def _too_large(self, task_id: str, exc: BaseException) -> StorageError:
@@ -443,34 +447,84 @@ class MongoDB(DataStorage):
         )
 
     def _find(self, task_name: str, task_id: str) -> dict[str, Any] | None:
-        """The document of ``task_id``, of this adapter's format or Selinon 1.x's; ForeignRecord for another."""
-        document = self._records().find_one({"task_id": _check_task_id(task_id)}, {"_id": False})
+        """The document of ``task_id``, of this adapter's format or Selinon 1.x's; ForeignRecord for another.
+
+        One look-up by ``_id`` finds the documents this version writes; a miss looks again by ``task_id`` for one
+        that 0.2.0 or earlier, or Selinon 1.x, wrote (ObjectId ``_id``). ``layout: selinon1`` writes those, so it
+        looks by ``task_id`` at once.
+        """
+        collection, key = self._records(), _check_task_id(task_id)
+        # The whole document, _id dropped here: a projection cost the test server more than the _id it saves.
+        document = None
+        if self.layout == records.NATIVE:
+            document = collection.find_one({"_id": key})
+        if document is None:
+            document = collection.find_one({"task_id": key})
         if document is not None:
+            del document["_id"]
             where = f"the document of task {task_id!r} in {self.where}"
             records.classify(document, where, task_id, task_name, _UNMARKED)
+            if document.get("task_id") != key:  # its _id is the task id, its task_id field says otherwise
+                raise records.ForeignRecord(f"{where} names another task id: a damaged document")
         return document
 
     def _replace(self, task_id: str, fields: dict[str, Any]) -> str:
-        """Replace the whole document of ``task_id`` (or insert it) and return its ``_id``, kept across retries."""
-        document = {"task_id": _check_task_id(task_id), **fields}
+        """Replace the whole document of ``task_id`` (or insert it) and return the record id, kept across stores.
+
+        A document of this version is keyed by ``_id`` = the task id: one upsert by ``_id``, whose record id is
+        the task id. Where a document written by 0.2.0 or earlier, or by Selinon 1.x, holds the task id (with an
+        ObjectId ``_id``), that upsert's insert breaks the unique index on ``task_id``, and the older document is
+        replaced in place instead, keeping its ``_id`` as the record id (as 0.2.0 returned it).
+        """
+        key = _check_task_id(task_id)
+        if self.layout == records.SELINON1:
+            return self._replace_by_task_id(key, fields)
+        collection = self._records()
+        document = {"_id": key, "task_id": key, **fields}
+        in_place = {"task_id": key, **fields}  # no _id: a replaced document keeps its own
+        for _attempt in range(3):
+            try:
+                with self._writing(key):
+                    collection.replace_one({"_id": key}, document, upsert=True)
+                return key
+            except DuplicateKeyError:
+                # Another document holds the task id: an older version's, or (on servers older than MongoDB 4.2,
+                # which do not retry such upserts themselves) one another worker has just inserted.
+                pass
+            with self._writing(key):
+                replaced = collection.find_one_and_replace({"task_id": key}, in_place, projection={"_id": True})
+            if replaced is not None:  # else deleted since: store again
+                return str(replaced["_id"])
+        raise StorageError(f"could not store task {task_id!r} in {self.where}: its record kept changing under us")
+
+    def _replace_by_task_id(self, task_id: str, fields: dict[str, Any]) -> str:
+        """``layout: selinon1``: documents keyed as Selinon 1.x keyed them (an ObjectId ``_id``), one per task id."""
+        document = {"task_id": task_id, **fields}
         collection = self._records()
         for _attempt in range(3):
             try:
-                outcome = collection.replace_one({"task_id": task_id}, document, upsert=True)
-            except DocumentTooLarge as exc:  # pymongo refused to send it
-                raise self._too_large(task_id, exc) from None
+                with self._writing(task_id):
+                    outcome = collection.replace_one({"task_id": task_id}, document, upsert=True)
             except DuplicateKeyError:
                 # Another worker inserted this task id between our match and our insert (MongoDB retries that
                 # itself since 4.2; older servers, and look-alikes, report it): the document exists now, so the
                 # next attempt replaces it.
                 continue
-            except OperationFailure as exc:
-                if exc.code in _TOO_LARGE:  # the server refused it: nothing was written
-                    raise self._too_large(task_id, exc) from None
-                raise
             if outcome.upserted_id is not None:
                 return str(outcome.upserted_id)
             found = collection.find_one({"task_id": task_id}, {"_id": True})
             if found is not None:  # else deleted since: store again
                 return str(found["_id"])
         raise StorageError(f"could not store task {task_id!r} in {self.where}: its record kept changing under us")
+
+    @contextlib.contextmanager
+    def _writing(self, task_id: str) -> Iterator[None]:
+        """A document too large for MongoDB is reported as such (nothing was written)."""
+        try:
+            yield
+        except DocumentTooLarge as exc:  # pymongo refused to send it
+            raise self._too_large(task_id, exc) from None
+        except OperationFailure as exc:
+            if exc.code in _TOO_LARGE:  # the server refused it
+                raise self._too_large(task_id, exc) from None
+            raise
