@@ -12,6 +12,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,33 @@ def storage(make_storage: MakeStorage) -> Any:
     adapter.connect()
     yield adapter
     adapter.disconnect()
+
+
+Earlier = Callable[..., tuple[MongoDB, str]]
+
+
+@pytest.fixture
+def earlier(make_storage: MakeStorage, client: Client, server: Server, new_collection: Any) -> Iterator[Earlier]:
+    """``earlier(*documents)``: a new collection that earlier versions wrote ``documents`` to (0.2.0 and 0.1.0,
+    which wrote ``stored_at``, made the unique index on ``task_id`` when they connected; Selinon 1.x made none),
+    and an adapter of this version connected to it after them, as after an upgrade; with the collection's name."""
+    adapters: list[MongoDB] = []
+
+    def make(*older: dict[str, Any]) -> tuple[MongoDB, str]:
+        name = new_collection()
+        records = client[server.db_name][name]
+        if any("stored_at" in document for document in older):
+            records.create_index("task_id", unique=True, name=INDEX_NAME)
+        if older:
+            records.insert_many(older)
+        adapter = make_storage(collection_name=name)
+        adapter.connect()
+        adapters.append(adapter)
+        return adapter, name
+
+    yield make
+    for adapter in adapters:
+        adapter.disconnect()
 
 
 def documents(client: Client, server: Server, collection: str, task_id: str) -> list[dict[str, Any]]:
@@ -278,10 +306,36 @@ def test_not_connected(make_storage: MakeStorage) -> None:
 # -- records ---------------------------------------------------------------------------------------------------
 
 
-def test_unique_index_exists(storage: MongoDB, client: Client, server: Server, collection_name: str) -> None:
-    index = client[server.db_name][collection_name].index_information()[INDEX_NAME]
+def test_a_new_collection_has_no_index_but_the_id_one(earlier: Earlier, client: Client, server: Server) -> None:
+    """This version's documents are unique by `_id`: a second index would cost every write."""
+    storage, name = earlier()
+    storage.store(None, FLOW, TASK, tid(), "stored")
+    assert list(client[server.db_name][name].index_information()) == ["_id_"]
+
+
+def test_a_collection_of_selinon1_documents_gets_the_unique_index(
+    earlier: Earlier, client: Client, server: Server
+) -> None:
+    _, name = earlier(_older("Selinon 1.x", tid(), "old"))
+    index = client[server.db_name][name].index_information()[INDEX_NAME]
     assert index["unique"] is True
     assert list(index["key"]) == [("task_id", 1)]
+
+
+def test_documents_of_a_0_2_0_worker_that_connected_later_are_found(
+    earlier: Earlier, client: Client, server: Server
+) -> None:
+    """A rollback: a 0.2.0 worker connects after this adapter (making its unique index) and writes a document."""
+    storage, name = earlier()
+    with pytest.raises(SelinonMissingDataException):
+        storage.retrieve(FLOW, TASK, tid())
+    records, key = client[server.db_name][name], tid()
+    records.create_index("task_id", unique=True, name=INDEX_NAME)
+    older = _older("0.2.0", key, "old")
+    records.insert_one(older)
+    assert storage.retrieve(FLOW, TASK, key) == "old"
+    assert storage.store(None, FLOW, TASK, key, "new") == str(older["_id"])
+    assert [d["result"] for d in documents(client, server, name, key)] == ["new"]
 
 
 def test_storing_again_leaves_one_document(
@@ -403,12 +457,10 @@ def test_error_record(storage: MongoDB, client: Client, server: Server, collecti
         storage.retrieve(FLOW, TASK, key)
 
 
-def test_selinon1_documents_are_readable(
-    storage: MongoDB, client: Client, server: Server, collection_name: str
-) -> None:
+def test_selinon1_documents_are_readable(earlier: Earlier) -> None:
     """Documents written by Selinon 1.x's adapter (no `_json` fields, no stored_at) read back as they are."""
     key = tid()
-    client[server.db_name][collection_name].insert_one(
+    storage, _ = earlier(
         {"node_args": {"x": 1}, "flow_name": FLOW, "task_name": TASK, "task_id": key, "result": {"old": True}}
     )
     assert storage.retrieve(FLOW, TASK, key) == {"old": True}
@@ -431,11 +483,11 @@ def _older(version: str, key: str, result: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("version", ["0.2.0", "0.1.0", "Selinon 1.x"])
 def test_older_documents_are_read_replaced_and_deleted_in_place(
-    storage: MongoDB, client: Client, server: Server, collection_name: str, version: str
+    earlier: Earlier, client: Client, server: Server, version: str
 ) -> None:
     key = tid()
     older = _older(version, key, {"old": True})
-    client[server.db_name][collection_name].insert_one(older)
+    storage, collection_name = earlier(older)
     assert storage.retrieve(FLOW, TASK, key) == {"old": True}
     assert storage.retrieve_owner(FLOW, TASK, key) == (FLOW, TASK)
     with pytest.raises(SelinonMissingDataException, match="no error recorded"):
@@ -460,12 +512,10 @@ def test_older_documents_are_read_replaced_and_deleted_in_place(
     assert [d["_id"] for d in documents(client, server, collection_name, key)] == [key]
 
 
-def test_record_id_finds_the_document_later(
-    storage: MongoDB, client: Client, server: Server, collection_name: str
-) -> None:
-    records = client[server.db_name][collection_name]
+def test_record_id_finds_the_document_later(earlier: Earlier, client: Client, server: Server) -> None:
     key, older_key = tid(), tid()
-    records.insert_one(_older("0.2.0", older_key, "old"))
+    storage, name = earlier(_older("0.2.0", older_key, "old"))
+    records = client[server.db_name][name]
     for task_id, as_id in ((key, lambda record_id: record_id), (older_key, ObjectId)):
         record_id = storage.store(None, FLOW, TASK, task_id, {"of": task_id})
         assert storage.store(None, FLOW, TASK, task_id, {"of": task_id, "again": True}) == record_id
@@ -475,11 +525,13 @@ def test_record_id_finds_the_document_later(
 
 
 def test_a_0_2_0_worker_beside_this_version_leaves_one_document(
-    storage: MongoDB, client: Client, server: Server, collection_name: str
+    earlier: Earlier, client: Client, server: Server
 ) -> None:
     """A rolling upgrade: workers of 0.2.0 (an upsert by `task_id`, ObjectId `_id`) and of this version store the
     same task ids at once; each task id keeps one document, and what is read is what it holds."""
+    storage, collection_name = earlier()
     records = client[server.db_name][collection_name]
+    records.create_index("task_id", unique=True, name=INDEX_NAME)  # the 0.2.0 workers connect after this one
     keys = [tid() for _ in range(30)]
     errors: list[BaseException] = []
     barrier = threading.Barrier(4)
@@ -553,7 +605,7 @@ class CommandLog(monitoring.CommandListener):
         pass
 
 
-def test_one_round_trip_per_store_read_and_delete(server: Server, collection_name: str, client: Client) -> None:
+def test_one_round_trip_per_store_read_and_delete(earlier: Earlier, server: Server) -> None:
     """This version's documents cost one command each, found by `_id`; an older document costs one more."""
     log = CommandLog()
 
@@ -561,11 +613,11 @@ def test_one_round_trip_per_store_read_and_delete(server: Server, collection_nam
         def _client_options(self) -> dict[str, Any]:
             return {**super()._client_options(), "event_listeners": [log]}
 
+    key, older_key = tid(), tid()
+    _, collection_name = earlier(_older("0.2.0", older_key, "old"))
     adapter = Logged(db_name=server.db_name, collection_name=collection_name, **server.options)
     adapter.connect()
     try:
-        key, older_key = tid(), tid()
-        client[server.db_name][collection_name].insert_one(_older("0.2.0", older_key, "old"))
         log.sent.clear()
         adapter.store(None, FLOW, TASK, key, "first")
         adapter.store(None, FLOW, TASK, key, "again")

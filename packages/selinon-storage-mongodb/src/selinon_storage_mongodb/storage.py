@@ -243,6 +243,8 @@ class MongoDB(DataStorage):
         self._lock = threading.Lock()
         self._client: MongoClient[dict[str, Any]] | None = None
         self._collection: Collection[dict[str, Any]] | None = None
+        #: Whether the collection has the unique index on task_id (and so may hold documents of earlier versions).
+        self._indexed = False
 
     # -- options -----------------------------------------------------------------------------------------------
 
@@ -322,11 +324,37 @@ class MongoDB(DataStorage):
         try:
             client.admin.command("ping")
             collection = client.get_database(self.db_name).get_collection(self.collection_name)
-            self._ensure_index(collection)
+            self._indexed = self._prepare(collection)
         except BaseException:
             client.close()
             raise
         return client, collection
+
+    def _prepare(self, collection: Collection[dict[str, Any]]) -> bool:
+        """Whether the collection has the unique index on ``task_id``, made here where documents need it.
+
+        This version's documents are unique by ``_id`` (the task id) and need no second index: each index costs
+        every write. Documents of 0.2.0 and earlier, and Selinon 1.x's (an ObjectId ``_id``), are kept one per task
+        id, against this version's too, by the unique index on ``task_id``: it is made here when the collection
+        holds any, and 0.2.0 makes it itself when it connects, before it writes. ``layout: selinon1`` writes such
+        documents, so it always has it.
+        """
+        older = {"_id": {"$type": "objectId"}}
+        if (
+            self.layout == records.NATIVE
+            and not self._has_unique_index(collection)
+            and collection.find_one(older, {"_id": True}) is None
+        ):
+            return False
+        self._ensure_index(collection)
+        return True
+
+    def _may_hold_older(self, collection: Collection[dict[str, Any]]) -> bool:
+        """Whether documents of earlier versions can be here: the unique index is (0.2.0 makes it when it
+        connects, which may be after this adapter did: a rollback). Asked again on each miss until it is."""
+        if not self._indexed:
+            self._indexed = self._has_unique_index(collection)
+        return self._indexed
 
     def _ensure_index(self, collection: Collection[dict[str, Any]]) -> None:
         """The unique index that keeps one document per task id, even when two workers store at once."""
@@ -437,7 +465,9 @@ class MongoDB(DataStorage):
         collection, key = self._records(), _check_task_id(task_id)
         # This version's document first (by _id); then one an older version or Selinon 1.x wrote (by task_id).
         deleted = self.layout == records.NATIVE and collection.delete_one({"_id": key}).deleted_count
-        if not deleted and not collection.delete_one({"task_id": key}).deleted_count:
+        if not deleted and not (
+            self._may_hold_older(collection) and collection.delete_one({"task_id": key}).deleted_count
+        ):
             raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
 
     def _too_large(self, task_id: str, exc: BaseException) -> StorageError:
@@ -450,15 +480,15 @@ class MongoDB(DataStorage):
         """The document of ``task_id``, of this adapter's format or Selinon 1.x's; ForeignRecord for another.
 
         One look-up by ``_id`` finds the documents this version writes; a miss looks again by ``task_id`` for one
-        that 0.2.0 or earlier, or Selinon 1.x, wrote (ObjectId ``_id``). ``layout: selinon1`` writes those, so it
-        looks by ``task_id`` at once.
+        that 0.2.0 or earlier, or Selinon 1.x, wrote (ObjectId ``_id``), where the collection can hold those (see
+        :meth:`_prepare`). ``layout: selinon1`` writes those, so it looks by ``task_id`` at once.
         """
         collection, key = self._records(), _check_task_id(task_id)
         # The whole document, _id dropped here: a projection cost the test server more than the _id it saves.
         document = None
         if self.layout == records.NATIVE:
             document = collection.find_one({"_id": key})
-        if document is None:
+        if document is None and self._may_hold_older(collection):
             document = collection.find_one({"task_id": key})
         if document is not None:
             del document["_id"]
