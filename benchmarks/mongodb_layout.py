@@ -66,7 +66,12 @@ VARIANTS: dict[str, tuple[bool, Store, Read]] = {
         ),
         lambda r, k: r.find_one({"_id": k})["result"],
     ),
-    "the adapter's documents (all of the above)": (
+    "the adapter's documents in a collection of its own (all of the above but the index)": (
+        False,
+        lambda r, k, v: r.replace_one({"_id": k}, {"_id": k, "task_id": k, **_fields(v)}, upsert=True),
+        lambda r, k: r.find_one({"_id": k})["result"],
+    ),
+    "the adapter's documents where older ones can be (all of the above)": (
         True,
         lambda r, k, v: r.replace_one({"_id": k}, {"_id": k, "task_id": k, **_fields(v)}, upsert=True),
         lambda r, k: r.find_one({"_id": k})["result"],

@@ -224,3 +224,32 @@ def test_an_import_module_in_the_current_directory_is_said_to_need_the_python_pa
         capture_output=True, text=True, cwd=tmp_path, env=env | {"PYTHONPATH": "."}, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+VERSIONS = ["0.1", "0.2", "0.2.0", "0.2.1", "0.10.3", "1", "1.0.0", "1.0.1", "2.0", "1!0.5", "0.2rc1", "0.2.post1",
+            "1.0.dev3", "0.2+local", "not a version"]  # fmt: skip
+RANGES = [">=0.2,<1", ">=0.2", "<1", "<=1.0", ">0.2", ">0.2.0", "==0.2", "==0.2.0.0", "!=0.2", ">= 0.2 , < 0.3",
+          "~=0.2", "==0.2.*", ">=0.2rc1", "<1.0.dev1", ">=1!0"]  # fmt: skip
+
+
+@pytest.mark.parametrize("specifiers", RANGES)
+def test_in_range_decides_as_packaging_does(specifiers: str) -> None:
+    from packaging.specifiers import SpecifierSet
+
+    for version in VERSIONS:
+        try:
+            expected = SpecifierSet(specifiers).contains(version, prereleases=True)
+        except Exception as exc:  # packaging refuses it: so must in_range
+            with pytest.raises(type(exc)):
+                registry.in_range(version, specifiers)
+            continue
+        assert registry.in_range(version, specifiers) is expected, (version, specifiers)
+
+
+def test_a_plain_range_is_decided_without_importing_packaging_specifiers() -> None:
+    code = (
+        "import sys; from selinon.registry import in_range; "
+        "print(in_range('0.2.0', '>=0.2,<1'), in_range('1.0.0', '>=0.2,<1'), 'packaging.specifiers' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["True", "False", "False"]

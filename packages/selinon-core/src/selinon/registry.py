@@ -53,10 +53,8 @@ class StorageEntry:
         """Why this entry cannot run with the installed core, or None."""
         if not self.requires_core:
             return None
-        from packaging.specifiers import SpecifierSet  # only needed when a range is declared
-
         core = core_version()
-        if SpecifierSet(self.requires_core).contains(core, prereleases=True):
+        if in_range(core, self.requires_core):
             return None
         return (
             f"{self.distribution} {self.version} requires selinon-core{self.requires_core}, "
@@ -98,6 +96,37 @@ class StorageEntry:
                 wanted = "".join(part or "" for part in match.group(1, 2)) + _ordered(match.group(3).strip())
                 return f"{self.distribution} needs it: pip install '{wanted}'"
         return f"{self.distribution} does not declare it: install the package that provides {module!r}"
+
+
+#: One comparison with a final release (``>=0.2``, ``<1``): what adapters declare of the core.
+_PLAIN_CLAUSE = re.compile(r"\s*(>=|<=|<|>|==|!=)\s*([0-9]+(?:\.[0-9]+)*)\s*")
+_ORDER = {
+    ">=": lambda a, b: a >= b, "<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">": lambda a, b: a > b,
+    "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
+}  # fmt: skip
+
+
+def in_range(version: str, specifiers: str) -> bool:
+    """Whether ``version`` is in the range ``specifiers``, pre-releases included, by packaging's rules.
+
+    For a final release against comparisons with final releases (``>=0.2,<1``), PEP 440's rules come down to the
+    order of packaging's ``Version``: that case is decided with it, which spares every command and worker start the
+    import of ``packaging.specifiers`` (about 25 ms). Every other range goes to packaging's ``SpecifierSet``.
+    """
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        candidate = Version(version)
+    except InvalidVersion:
+        candidate = None
+    clauses = [_PLAIN_CLAUSE.fullmatch(clause) for clause in specifiers.split(",")]
+    if candidate is not None and not (candidate.is_prerelease or candidate.is_postrelease or candidate.local):
+        plain = [match for match in clauses if match is not None]
+        if len(plain) == len(clauses):
+            return all(_ORDER[match[1]](candidate, Version(match[2])) for match in plain)
+    from packaging.specifiers import SpecifierSet
+
+    return SpecifierSet(specifiers).contains(version, prereleases=True)
 
 
 def core_version() -> str:
