@@ -356,6 +356,14 @@ class MongoDB(DataStorage):
             self._indexed = self._has_unique_index(collection)
         return self._indexed
 
+    def _lookups(self, collection: Collection[dict[str, Any]], key: str) -> Iterator[dict[str, str]]:
+        """Where the document of task id ``key`` can be, in the order to look: by ``_id`` (this version's), then,
+        only after a miss and where they can be, by ``task_id`` (an older version's, or ``layout: selinon1``)."""
+        if self.layout == records.NATIVE:
+            yield {"_id": key}
+        if self._may_hold_older(collection):
+            yield {"task_id": key}
+
     def _ensure_index(self, collection: Collection[dict[str, Any]]) -> None:
         """The unique index that keeps one document per task id, even when two workers store at once."""
         try:
@@ -463,11 +471,7 @@ class MongoDB(DataStorage):
 
     def delete(self, flow_name: str, task_name: str, task_id: str) -> None:
         collection, key = self._records(), _check_task_id(task_id)
-        # This version's document first (by _id); then one an older version or Selinon 1.x wrote (by task_id).
-        deleted = self.layout == records.NATIVE and collection.delete_one({"_id": key}).deleted_count
-        if not deleted and not (
-            self._may_hold_older(collection) and collection.delete_one({"task_id": key}).deleted_count
-        ):
+        if not any(collection.delete_one(where).deleted_count for where in self._lookups(collection, key)):
             raise SelinonMissingDataException(f"no record for task {task_id!r} in {self.where}")
 
     def _too_large(self, task_id: str, exc: BaseException) -> StorageError:
@@ -484,12 +488,12 @@ class MongoDB(DataStorage):
         :meth:`_prepare`). ``layout: selinon1`` writes those, so it looks by ``task_id`` at once.
         """
         collection, key = self._records(), _check_task_id(task_id)
-        # The whole document, _id dropped here: a projection cost the test server more than the _id it saves.
         document = None
-        if self.layout == records.NATIVE:
-            document = collection.find_one({"_id": key})
-        if document is None and self._may_hold_older(collection):
-            document = collection.find_one({"task_id": key})
+        for where in self._lookups(collection, key):
+            # The whole document, _id dropped here: a projection cost the test server more than the _id it saves.
+            document = collection.find_one(where)
+            if document is not None:
+                break
         if document is not None:
             del document["_id"]
             where = f"the document of task {task_id!r} in {self.where}"
