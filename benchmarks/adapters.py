@@ -14,17 +14,17 @@ adapters, each in a benchmarks/peer.py worker process, alternated round by round
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
-import statistics
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from compare import Comparison, Worker, compare_rates
+from compare import Comparison, Worker, compare_cpu, compare_rates
 from peer import FLOW, NODE_ARGS, TASK, payload
 
 
@@ -362,73 +362,48 @@ def _label(size: int) -> str:
     return "1 KB" if size == 1024 else f"{size // 1024} KB" if size < 1 << 20 else f"{size >> 20} MB"
 
 
-def overhead(b: Backend, rounds: int, seconds: float, size: int = 1024, baseline: str = "simplest") -> Comparison:
-    """The adapter against the raw driver, `simplest` or `mirrored` (the adapter's record layout by hand)."""
+@contextlib.contextmanager
+def _adapter_and_raw(
+    b: Backend, raw_code: Callable[[dict[str, Any]], Raw], size: int, label: str
+) -> Iterator[tuple[Callable[[int], None], Callable[[int], None]]]:
+    """Store+retrieve workloads of the adapter and of raw code on the same server and result, connected for the
+    time of the ``with`` block; ``label`` keeps their task ids apart from other measurements'."""
     from selinon.registry import resolve
 
     adapter = resolve(b.classname)(**b.configuration)
     adapter.connect()
-    raw = (b.simplest if baseline == "simplest" else b.raw)(b.configuration)
+    raw = raw_code(b.configuration)
     result = payload(size)
     try:
-        ours, base, ratio, ratios = compare_rates(
+        yield (
             _pairs(
                 lambda t, r: adapter.store(NODE_ARGS, FLOW, TASK, t, r),
                 lambda t: adapter.retrieve(FLOW, TASK, t),
                 result,
-                _ids("adapter"),
+                _ids(f"{label}adapter"),
             ),
-            _pairs(raw.store, raw.retrieve, result, _ids("raw")),
-            rounds, seconds,
-        )  # fmt: skip
+            _pairs(raw.store, raw.retrieve, result, _ids(f"{label}raw")),
+        )
     finally:
         adapter.disconnect()
         raw.close()
+
+
+def overhead(b: Backend, rounds: int, seconds: float, size: int = 1024, baseline: str = "simplest") -> Comparison:
+    """The adapter against the raw driver, `simplest` or `mirrored` (the adapter's record layout by hand)."""
+    raw_code = b.simplest if baseline == "simplest" else b.raw
+    with _adapter_and_raw(b, raw_code, size, "") as (adapter, raw):
+        ours, base, ratio, ratios = compare_rates(adapter, raw, rounds, seconds)
     name = f"{b.name}: adapter vs {baseline} raw, {_label(size)}"
     return Comparison(name, ours, base, ratio, "pairs/s", ">= 0.90", ratio >= 0.9, ratios=ratios)
 
 
 def client_cpu(b: Backend, rounds: int, seconds: float, size: int = 1024) -> Comparison:
-    """Client CPU time per store+retrieve pair (``time.process_time``), the adapter against the simplest raw code,
-    in alternating rounds of ``seconds`` each: what a rate on a shared machine mixes with the server's work and
-    with other processes, this isolates (lower is better)."""
-    import time
-
-    from selinon.registry import resolve
-
-    adapter = resolve(b.classname)(**b.configuration)
-    adapter.connect()
-    raw = b.simplest(b.configuration)
-    result = payload(size)
-    sides = (
-        _pairs(
-            lambda t, r: adapter.store(NODE_ARGS, FLOW, TASK, t, r),
-            lambda t: adapter.retrieve(FLOW, TASK, t),
-            result,
-            _ids("cpu-adapter"),
-        ),
-        _pairs(raw.store, raw.retrieve, result, _ids("cpu-raw")),
-    )
-    rounds_measured: list[tuple[float, float]] = []
-    try:
-        for work in sides:
-            work(20)  # warm up: connections, prepared statements
-        for round_ in range(rounds):
-            per_pair = [0.0, 0.0]
-            for index in (round_ % 2, 1 - round_ % 2):
-                pairs, cpu, end = 0, time.process_time(), time.perf_counter() + seconds
-                while time.perf_counter() < end:
-                    sides[index](10)
-                    pairs += 10
-                per_pair[index] = (time.process_time() - cpu) / pairs * 1e6
-            rounds_measured.append((per_pair[0], per_pair[1]))
-    finally:
-        adapter.disconnect()
-        raw.close()
-    ratios = tuple(ours / base for ours, base in rounds_measured)
-    ours, base = (statistics.median(side) for side in zip(*rounds_measured, strict=True))
+    """Client CPU time per store+retrieve pair, the adapter against the simplest raw code (lower is better)."""
+    with _adapter_and_raw(b, b.simplest, size, "cpu-") as (adapter, raw):
+        ours, base, ratio, ratios = compare_cpu(adapter, raw, rounds, seconds)
     name = f"{b.name}: client CPU per pair, adapter vs simplest raw, {_label(size)}"
-    return Comparison(name, ours, base, statistics.median(ratios), "us", "info", True, ratios=ratios)
+    return Comparison(name, ours * 1e6, base * 1e6, ratio, "us", "info", True, ratios=ratios)
 
 
 def versus_selinon1(b: Backend, python: str | None, rounds: int, seconds: float, size: int = 1024) -> Comparison:

@@ -166,6 +166,24 @@ def compare_rates(
     return _summary(pairs)
 
 
+def compare_cpu(
+    ours: Callable[[int], None], baseline: Callable[[int], None], rounds: int, seconds: float
+) -> tuple[float, float, float, tuple[float, ...]]:
+    """Median client CPU seconds per operation of each (``time.process_time``: the server's work and other processes
+    left out, which a rate on a shared machine mixes in), the median of per-round ratios (ours / baseline; lower is
+    better) and those ratios."""
+    ours(20), baseline(20)  # warm up: connections, and statements a driver prepares after a few runs
+    pairs = []
+    for round_ in range(rounds):
+        per_operation = [0.0, 0.0]
+        for index in (round_ % 2, 1 - round_ % 2):
+            cpu = time.process_time()
+            n, _ = timed((ours, baseline)[index], seconds)
+            per_operation[index] = (time.process_time() - cpu) / n
+        pairs.append((per_operation[0], per_operation[1]))
+    return _summary(pairs)
+
+
 def _summary(pairs: list[tuple[float, float]]) -> tuple[float, float, float, tuple[float, ...]]:
     ratios = tuple(a / b for a, b in pairs)
     return (
