@@ -99,6 +99,15 @@ def backends(admin: sa.Connection, application_name: str) -> set[int]:
     return {pid for (pid,) in found}
 
 
+def terminate_all(admin: sa.Connection, application_name: str) -> set[int]:
+    """pg_terminate_backend() of every server process of this test's adapter, once they are gone: their pids."""
+    pids = backends(admin, application_name)
+    for pid in pids:
+        admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    assert wait_until(lambda: not backends(admin, application_name) & pids, timeout=10)
+    return pids
+
+
 # -- connection loss -----------------------------------------------------------------------------------------
 
 
@@ -360,11 +369,7 @@ def test_an_idle_connection_the_server_closed_is_replaced_before_use(
     try:
         adapter.store(None, FLOW, TASK, "idle", {"kept": True})
         with admin_engine.connect() as admin:
-            pids = backends(admin, application_name)
-            assert pids
-            for pid in pids:
-                admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            assert wait_until(lambda: not backends(admin, application_name) & pids, timeout=10)
+            assert terminate_all(admin, application_name)
         monkeypatch.setattr(driver, "PING_AFTER_IDLE", 0.0)
         assert adapter.retrieve(FLOW, TASK, "idle") == {"kept": True}
     finally:
@@ -389,11 +394,7 @@ def test_after_a_lost_connection_every_connection_opened_before_it_is_replaced(
             connection.close()
         adapter.store(None, FLOW, TASK, "stale", {"kept": True})
         with admin_engine.connect() as admin:
-            pids = backends(admin, application_name)
-            assert len(pids) == 3
-            for pid in pids:
-                admin.execute(sa.text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-            assert wait_until(lambda: not backends(admin, application_name) & pids, timeout=10)
+            assert len(terminate_all(admin, application_name)) == 3
         with pytest.raises(TransientStorageError, match="terminat|closed|lost"):
             adapter.retrieve(FLOW, TASK, "stale")
         for _ in range(4):
