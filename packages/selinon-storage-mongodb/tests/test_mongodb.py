@@ -5,6 +5,7 @@ test_reliability.py)."""
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import subprocess
 import sys
@@ -72,6 +73,26 @@ def earlier(make_storage: MakeStorage, client: Client, server: Server, new_colle
     yield make
     for adapter in adapters:
         adapter.disconnect()
+
+
+def at_once(*work: Callable[[], None]) -> list[BaseException]:
+    """Each callable in a thread of its own, all let go at the same moment: what they raised."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(work))
+
+    def run(one: Callable[[], None]) -> None:
+        try:
+            barrier.wait()
+            one()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(one,)) for one in work]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return errors
 
 
 def documents(client: Client, server: Server, collection: str, task_id: str) -> list[dict[str, Any]]:
@@ -356,22 +377,12 @@ def test_concurrent_first_stores_leave_one_document(
 ) -> None:
     """Redelivered copies of one task storing at the same moment: one document, whoever wins."""
     keys = [tid() for _ in range(20)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(6)
 
     def work(worker: int) -> None:
-        try:
-            barrier.wait()
-            for key in keys:
-                storage.store(None, FLOW, TASK, key, worker)
-        except BaseException as exc:
-            errors.append(exc)
+        for key in keys:
+            storage.store(None, FLOW, TASK, key, worker)
 
-    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = at_once(*[functools.partial(work, n) for n in range(6)])
     assert not errors, errors[:3]
     for key in keys:
         assert len(documents(client, server, collection_name, key)) == 1
@@ -533,11 +544,8 @@ def test_a_0_2_0_worker_beside_this_version_leaves_one_document(
     records = client[server.db_name][collection_name]
     records.create_index("task_id", unique=True, name=INDEX_NAME)  # the 0.2.0 workers connect after this one
     keys = [tid() for _ in range(30)]
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
 
     def old_worker(worker: int) -> None:
-        barrier.wait()
         for key in keys:
             document = _older("0.2.0", key, f"0.2.0 worker {worker}")
             del document["_id"]
@@ -549,21 +557,10 @@ def test_a_0_2_0_worker_beside_this_version_leaves_one_document(
                     continue
 
     def new_worker(worker: int) -> None:
-        barrier.wait()
         for key in keys:
             storage.store(None, FLOW, TASK, key, f"new worker {worker}")
 
-    def run(work: Any, worker: int) -> None:
-        try:
-            work(worker)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(w, n)) for n, w in enumerate([old_worker, new_worker] * 2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = at_once(*[functools.partial(w, n) for n, w in enumerate([old_worker, new_worker] * 2)])
     assert not errors, errors[:3]
     for key in keys:
         (document,) = documents(client, server, collection_name, key)
