@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from conftest import Busy, Endpoint
 from selinon_storage_s3 import S3, S3Storage, S3Unavailable, object_key
+from selinon_storage_s3.storage import EXPECT_CONTINUE_FROM
 
 from selinon import SelinonMissingDataException, StorageError
 from selinon.jsonpolicy import NotJSONError
@@ -246,6 +247,24 @@ def test_one_object_per_task_id(s3: Endpoint, storage: S3Storage) -> None:
     assert storage.retrieve(FLOW, TASK, task_id) == 3
     with pytest.raises(SelinonMissingDataException):
         storage.retrieve_error(FLOW, TASK, task_id)
+
+
+def test_records_up_to_1_mib_go_in_one_piece(storage: S3Storage) -> None:
+    """A PUT asks the server to go ahead (`Expect: 100-continue`, a round trip) only for a record over 1 MiB."""
+    sent: list[tuple[int, str | None]] = []
+
+    def watch(request: Any, **_: Any) -> None:
+        expect = request.headers.get("Expect")  # bytes once the request is prepared
+        sent.append((len(request.body.getvalue()), expect.decode() if expect else None))
+
+    storage._client.meta.events.register("before-send.s3.PutObject", watch)
+    small, large = tid(), tid()
+    storage.store(None, FLOW, TASK, small, {"text": "x" * 1000})
+    storage.store(None, FLOW, TASK, large, {"text": "x" * EXPECT_CONTINUE_FROM})
+    assert [expect for _, expect in sent] == [None, "100-continue"]
+    assert sent[0][0] < 2000 and sent[1][0] > EXPECT_CONTINUE_FROM
+    assert storage.retrieve(FLOW, TASK, small) == {"text": "x" * 1000}
+    assert storage.retrieve(FLOW, TASK, large) == {"text": "x" * EXPECT_CONTINUE_FROM}
 
 
 def test_prefix_isolation(s3: Endpoint, bucket: str) -> None:
