@@ -87,10 +87,11 @@ def test_generated_adapter_project_works_without_edits(venv: Path, tmp_path: Pat
     entry = next(p for p in listed if p["classname"] == "AcmeDb")
     assert (entry["distribution"], entry["target"]) == ("selinon-storage-acme-db", "selinon_storage_acme_db:AcmeDb")
     tests = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider"],
         cwd=project, capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert " passed" in tests.stdout and "failed" not in tests.stdout
+    assert "retrieve_owner" not in tests.stdout, "the skeleton's optional retrieve_owner() was not tested"
     again = selinon(venv, "plugins", "new", "acme-db", "--dir", str(tmp_path))
     assert again.returncode == 2 and "already exists" in again.stderr
