@@ -165,7 +165,8 @@ def raw_s3(configuration: dict[str, Any]) -> Raw:
 
     def one_piece(params: dict[str, Any], **_: Any) -> None:
         """As the adapter does, a body up to 1 MiB goes without `Expect: 100-continue`, in one round trip."""
-        if determine_content_length(params.get("body")) <= EXPECT_CONTINUE_FROM:
+        length = determine_content_length(params.get("body"))
+        if length is not None and length <= EXPECT_CONTINUE_FROM:
             params["headers"].pop("Expect", None)
 
     client.meta.events.register_last("before-call.s3", one_piece)

@@ -141,11 +141,10 @@ def _no_continue_for_records(model: Any, params: dict[str, Any], **_: Any) -> No
     for the server's go-ahead before sending the body. For a record up to EXPECT_CONTINUE_FROM bytes that wait
     costs more than sending a body the server might refuse, so such a PUT goes in one piece."""
     headers = params.get("headers", {})
-    if (
-        model.name == "PutObject"
-        and headers.get("Expect") == "100-continue"
-        and determine_content_length(params.get("body")) <= EXPECT_CONTINUE_FROM
-    ):
+    if model.name != "PutObject" or headers.get("Expect") != "100-continue":
+        return
+    length = determine_content_length(params.get("body"))  # None for a stream of unknown length: it asks first
+    if length is not None and length <= EXPECT_CONTINUE_FROM:
         del headers["Expect"]
 
 
