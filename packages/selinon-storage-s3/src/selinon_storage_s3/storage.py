@@ -34,7 +34,7 @@ MAX_OBJECT_SIZE = 5 * 1024**3
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")
 _RESERVED_BUCKET_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_BUCKET_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-#: A PUT body up to this size goes without `Expect: 100-continue` (see _no_continue_for_records).
+#: A PUT body up to this size goes without `Expect: 100-continue` (see no_continue_for_records).
 EXPECT_CONTINUE_FROM = 1 << 20
 #: Error codes S3 answers when it is overloaded; with 5xx answers they are worth another try.
 _BUSY = frozenset({"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable"})
@@ -136,7 +136,7 @@ def _optional_text(name: str, value: Any) -> str | None:
     return value
 
 
-def _no_continue_for_records(model: Any, params: dict[str, Any], **_: Any) -> None:
+def no_continue_for_records(model: Any, params: dict[str, Any], **_: Any) -> None:
     """botocore asks for ``Expect: 100-continue`` before every PUT body, which makes each store wait a round trip
     for the server's go-ahead before sending the body. For a record up to EXPECT_CONTINUE_FROM bytes that wait
     costs more than sending a body the server might refuse, so such a PUT goes in one piece."""
@@ -358,7 +358,7 @@ class S3Storage(DataStorage):
         )
         client = self._session.client("s3", **self._client_options())
         # After botocore's own `before-call.s3` handlers, one of which adds the header.
-        client.meta.events.register_last("before-call.s3", _no_continue_for_records)
+        client.meta.events.register_last("before-call.s3", no_continue_for_records)
         return client
 
     def _client_options(self) -> dict[str, Any]:
